@@ -1,0 +1,3 @@
+from storyflow.entrypoints.cli.main import run
+
+run()

@@ -1,0 +1,460 @@
+"""A small connector over DB-API: sqlite3 (stdlib) and psycopg 3, one SQL text for both.
+
+Hot paths talk to the database through this, not through SQLAlchemy: importing SQLAlchemy
+costs ~200 ms, more than a read command's whole budget. SQLAlchemy still owns the schema
+(``schema.py``) and Alembic the migrations. Queries use ``:name`` parameters; for psycopg
+they are rewritten once to ``%(name)s``.
+
+SQLite runs in WAL mode with a busy timeout; writers take ``BEGIN IMMEDIATE`` so two
+writers serialise instead of failing half-way. PostgreSQL runs in autocommit with explicit
+transactions (READ COMMITTED); the stores' compare-and-set does the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from storyflow.errors import ConflictError, UsageError
+
+Row = dict[str, Any]
+Params = Mapping[str, Any] | None
+
+
+class UniqueViolation(Exception):
+    """A unique or primary key constraint refused an insert (translated by the store)."""
+
+
+class DatabaseBusy(ConflictError):
+    pass
+
+
+class Connection(Protocol):
+    dialect: str
+
+    def execute(self, sql: str, params: Params = None) -> int: ...
+
+    def fetchone(self, sql: str, params: Params = None) -> Row | None: ...
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]: ...
+
+    def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples: for bulk reads, where a dict per row costs more than the
+        query (storyflow sync reads one row per file)."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert many rows fast: COPY on PostgreSQL, a prepared executemany on SQLite."""
+        ...
+
+    def execute_batch(
+        self, statements: Sequence[tuple[str, Params]], *, commit: bool = False
+    ) -> list[int]:
+        """Run statements in order, returning their row counts; one round trip on PostgreSQL
+        (pipeline mode), with the COMMIT when ``commit`` (the transaction's last writes)."""
+        ...
+
+    def transaction(self, *, write: bool = True) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+class SqliteConnection:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 15_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
+            )
+            self._conn.row_factory = _dict_row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise UsageError(
+                f"cannot open the SQLite database at {path}: {exc}",
+                code="WORKSPACE_NOT_FOUND",
+                hint="check that .storyflow/ is writable, or set STORYFLOW_DATABASE_URL",
+            ) from exc
+        self._depth = 0
+
+    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params or {})
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise _busy(exc) from exc
+            raise
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        return self._run(sql, params).rowcount
+
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        row: Row | None = self._run(sql, params).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        return self._run(sql, params).fetchall()
+
+    def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        rows: list[tuple[Any, ...]] = cursor.execute(sql, params or {}).fetchall()
+        return rows
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise UniqueViolation(str(exc)) from exc
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise UniqueViolation(str(exc)) from exc
+
+    def execute_batch(
+        self, statements: Sequence[tuple[str, Params]], *, commit: bool = False
+    ) -> list[int]:
+        # ``commit`` lets a backend send COMMIT with the batch; SQLite commits on leaving
+        # ``transaction``, so it has nothing to add here.
+        return [self._run(sql, params).rowcount for sql, params in statements]
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise _busy(exc) from exc
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._conn.execute("ROLLBACK")
+            raise _busy(exc) from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _busy(exc: Exception) -> DatabaseBusy:
+    return DatabaseBusy(
+        f"the database is busy: {exc}",
+        code="DATABASE_BUSY",
+        hint="another storyflow process holds the write lock; retry",
+    )
+
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class PostgresConnection:
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+        except ImportError as exc:
+            raise UsageError(
+                "PostgreSQL needs the psycopg driver",
+                code="DRIVER_MISSING",
+                hint="pip install 'storyflow[postgres]'",
+            ) from exc
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(libpq_url(url), autocommit=True, row_factory=dict_row)
+        except psycopg.OperationalError as exc:
+            raise UsageError(
+                f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}",
+                code="DATABASE_UNREACHABLE",
+                hint="check STORYFLOW_DATABASE_URL and that the server is running",
+            ) from exc
+        self._depth = 0
+        self._begin_pending = False  # a transaction started, its BEGIN not sent yet
+        self._open = False  # BEGIN sent, COMMIT not yet
+
+    def _send(self, statements: Sequence[tuple[str, Params]], *, commit: bool = False) -> list[Any]:
+        """Send statements and return their cursors. A transaction's BEGIN travels with its
+        first statements and its COMMIT with its last ones: several statements go as one
+        pipeline, one round trip."""
+        batch = [(to_pyformat(sql), params or {}) for sql, params in statements]
+        if self._begin_pending:
+            batch.insert(0, ("BEGIN", {}))
+            self._begin_pending = False
+            self._open = True
+        if commit and self._open:
+            batch.append(("COMMIT", {}))
+            self._open = False
+        errors = self._psycopg.errors
+        try:
+            if len(batch) == 1:
+                cursors = [self._conn.execute(batch[0][0], batch[0][1])]
+            else:
+                with self._conn.pipeline():
+                    cursors = [self._conn.execute(sql, params) for sql, params in batch]
+        except errors.UniqueViolation as exc:
+            raise UniqueViolation(str(exc)) from exc
+        except errors.DivisionByZero as exc:  # only the compare-and-set raises it
+            raise ConflictError(
+                "another writer changed the story first (compare-and-set lost)",
+                code="VERSION_CONFLICT",
+                hint="look again and retry",
+            ) from exc
+        except (errors.LockNotAvailable, errors.SerializationFailure) as exc:
+            raise _busy(exc) from exc
+        begun = 1 if batch[0][0] == "BEGIN" else 0
+        return cursors[begun : begun + len(statements)]
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        return int(self._send([(sql, params)])[0].rowcount)
+
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        row: Row | None = self._send([(sql, params)])[0].fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        rows: list[Row] = self._send([(sql, params)])[0].fetchall()
+        return rows
+
+    def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        from psycopg.rows import tuple_row
+
+        if self._begin_pending:  # the transaction's BEGIN goes first, as in _send
+            self._send([])
+        cursor = self._conn.cursor(row_factory=tuple_row)
+        cursor.execute(to_pyformat(sql), params or {})
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self._send([(sql, row) for row in rows])
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        if self._begin_pending:  # the transaction's BEGIN goes first, as in _send
+            self._send([])
+        errors = self._psycopg.errors
+        try:
+            with self._conn.cursor() as cursor:
+                statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                with cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except errors.UniqueViolation as exc:
+            raise UniqueViolation(str(exc)) from exc
+
+    def execute_batch(
+        self, statements: Sequence[tuple[str, Params]], *, commit: bool = False
+    ) -> list[int]:
+        return [int(cursor.rowcount) for cursor in self._send(statements, commit=commit)]
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self._begin_pending = True
+        try:
+            yield
+        except BaseException:
+            if self._open:
+                self._conn.execute("ROLLBACK")
+            raise
+        else:
+            if self._open:
+                self._send([], commit=True)
+        finally:
+            self._depth = 0
+            self._begin_pending = False
+            self._open = False
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+Check = Callable[[int], None]
+
+
+class BatchingConnection:
+    """Wraps a connection so that writes marked ``defer=True`` are sent together, in one
+    round trip on PostgreSQL, just before the next read or at the end of the transaction.
+    A deferred write's ``check`` sees its row count (a compare-and-set raises there, inside
+    the transaction, so nothing commits). Writes whose errors the caller translates at the
+    call site are never deferred."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.dialect = inner.dialect
+        self._pending: list[tuple[str, Params, Check | None]] | None = None
+
+    def execute(
+        self, sql: str, params: Params = None, *, defer: bool = False, check: Check | None = None
+    ) -> int:
+        if defer and self._pending is not None:
+            self._pending.append((sql, params, check))
+            return -1
+        self.flush()
+        count = self.inner.execute(sql, params)
+        if check is not None:
+            check(count)
+        return count
+
+    def flush(self, *, commit: bool = False) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            counts = self.inner.execute_batch(
+                [(sql, params) for sql, params, _ in pending], commit=commit
+            )
+        except (UniqueViolation, ConflictError) as exc:
+            # A lost compare-and-set (PostgreSQL raises inside the batch), or an append that
+            # collided with a concurrent writer's: report it as the compare-and-set's own
+            # conflict, which names the story.
+            for _, _, check in pending:
+                if check is not None:
+                    check(0)
+            raise ConflictError(
+                "another writer changed the story first",
+                code="VERSION_CONFLICT",
+                hint="look again and retry",
+            ) from exc
+        for (_, _, check), count in zip(pending, counts, strict=True):
+            if check is not None:
+                check(count)
+
+    def discard_pending(self) -> None:
+        """Drop the deferred writes not sent yet (a savepoint is being rolled back)."""
+        if self._pending:
+            self._pending = []
+
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        self.flush()
+        return self.inner.fetchone(sql, params)
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        self.flush()
+        return self.inner.fetchall(sql, params)
+
+    def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        self.flush()
+        return self.inner.fetch_tuples(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.flush()
+        self.inner.executemany(sql, rows)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        self.flush()
+        self.inner.copy_rows(table, columns, rows)
+
+    def execute_batch(
+        self, statements: Sequence[tuple[str, Params]], *, commit: bool = False
+    ) -> list[int]:
+        self.flush()
+        return self.inner.execute_batch(statements, commit=commit)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[None]:
+        if self._pending is not None:  # nested: the outer transaction flushes
+            yield
+            return
+        with self.inner.transaction(write=write):
+            self._pending = []
+            try:
+                yield
+                # The last writes and the COMMIT in one round trip; the checks run after,
+                # so a compare-and-set must also fail loudly inside the batch: on
+                # PostgreSQL it divides by the number of rows it updated.
+                self.flush(commit=True)
+            finally:
+                self._pending = None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def libpq_url(url: str) -> str:
+    """``postgresql+psycopg://…`` (SQLAlchemy spelling) to what libpq accepts."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def sqlalchemy_url(url: str) -> str:
+    if url.startswith("sqlite"):
+        return url
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
+
+
+def sqlite_path(url: str, base: Path) -> Path | None:
+    if not url.startswith("sqlite:"):
+        return None
+    # sqlite:///relative.db or sqlite:////absolute/path.db, as SQLAlchemy spells them
+    raw = url[len("sqlite:") :].split("?", 1)[0]
+    if "%" in raw:
+        from urllib.parse import unquote
+
+        raw = unquote(raw)
+    raw = raw[2:] if raw.startswith("//") else raw  # the empty host
+    if raw.startswith("//"):
+        return Path(raw[1:])
+    return (base / raw.lstrip("/")).resolve()
+
+
+def connect(url: str, base: Path) -> Connection:
+    path = sqlite_path(url, base)
+    if path is not None:
+        return SqliteConnection(path)
+    if re.match(r"^postgres(ql)?(\+\w+)?://", url):
+        return PostgresConnection(url)
+    raise UsageError(
+        f"unsupported database URL {url!r}",
+        code="USAGE",
+        hint="use sqlite:///path/to.db or postgresql+psycopg://user@host/db",
+    )

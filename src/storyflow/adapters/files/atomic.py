@@ -1,0 +1,124 @@
+"""Atomic file writes: temp file in the same folder, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from storyflow.errors import InvalidInput, NotFoundError
+
+MAX_FILE_BYTES_DEFAULT = 1_048_576
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file in ``path``'s folder (same file system, so the rename is atomic)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    base = f"{path.parent}/.{path.name}.{os.getpid()}"
+    for attempt in range(100):
+        tmp = f"{base}.{attempt}.tmp"
+        try:
+            return os.open(tmp, flags, 0o644), tmp
+        except FileExistsError:  # a crashed writer's leftover, or another thread
+            continue
+    import tempfile
+
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers see the old or the new file, never half."""
+    try:
+        fd, tmp = _temp_beside(path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def stage_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temp file beside ``path`` and return it; ``publish`` renames it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(tmp)
+
+
+def publish(staged: Path, path: Path) -> None:
+    os.replace(staged, path)
+
+
+def discard(staged: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()
+
+
+def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES_DEFAULT, display: str = "") -> str:
+    """Read a UTF-8 text file within a size limit, with errors users can act on."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InvalidInput(
+                f"{name} is {size} bytes; the limit is {max_bytes}",
+                code="FILE_TOO_LARGE",
+                hint="split the file, or raise limits.max_file_bytes in storyflow.yaml",
+                details={"file": name, "size": size, "limit": max_bytes},
+            )
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise NotFoundError(
+            f"{name} does not exist",
+            code="FILE_NOT_FOUND",
+            hint="check the path",
+            details={"file": name},
+        ) from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(
+            f"{name} is a directory, not a file",
+            hint="name a file",
+            details={"file": name},
+        ) from exc
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"{name} cannot be read: permission denied",
+            code="WORKSPACE_UNREADABLE",
+            hint="fix the file's permissions",
+            details={"file": name},
+        ) from exc
+    except OSError as exc:  # a symlink loop, an I/O error, …
+        raise InvalidInput(
+            f"{name} cannot be read: {exc.strerror or exc}",
+            code="WORKSPACE_UNREADABLE",
+            hint="fix or replace the file",
+            details={"file": name},
+        ) from exc
+    if len(data) > max_bytes:  # grew between stat and read
+        raise InvalidInput(
+            f"{name} is larger than {max_bytes} bytes",
+            code="FILE_TOO_LARGE",
+            hint="raise limits.max_file_bytes in storyflow.yaml",
+            details={"file": name, "limit": max_bytes},
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput(
+            f"{name}:{line}: not UTF-8 text (byte {exc.start})",
+            code="NOT_UTF8",
+            hint="save the file as UTF-8",
+            details={"file": name, "line": line, "offset": exc.start},
+        ) from exc

@@ -1,0 +1,376 @@
+"""Story folders on disk: where they are, what is in them, and the story file projection.
+
+Staged epics keep ``<root>/<stage>/<ID>/``; the folder moves when the status's stage changes.
+Flat epics keep ``<root>/<ID>/``. Writes are atomic; moves are a single rename.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from storyflow.adapters.files.atomic import discard, publish, read_text, stage_atomic, write_atomic
+from storyflow.adapters.files.workspace_reader import WorkspaceReader
+from storyflow.config import STATE_DIR
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.layouts import LAYOUTS, STAGES, Layout, legacy_kind, stage_for
+from storyflow.domain.model import AgentLogRow, Epic, Story
+from storyflow.errors import ConflictError, InvalidInput
+from storyflow.services.ports import PendingWritesPort
+
+if TYPE_CHECKING:
+    from storyflow.adapters.files.storydoc import ParsedStory, StoryFormat
+
+
+def _storydoc() -> ModuleType:
+    """storydoc needs PyYAML (~15 ms to import): only commands that touch story files pay."""
+    from storyflow.adapters.files import storydoc
+
+    return storydoc
+
+
+# Story files this process checked or wrote, by (mtime_ns, size): a long-running process
+# (a worker) re-parses a story file only when someone else changed it.
+_KNOWN: dict[Path, tuple[int, int]] = {}
+
+# (story, metadata to render, optional keys to drop, Token Budget block or None)
+Projection = tuple[Story, dict[str, Any], frozenset[str], dict[str, Any] | None]
+
+ENGINE_FILES = frozenset({"METRICS.yaml", "trace.jsonl"})
+_OTHER_ID = re.compile(r"[A-Z][A-Z0-9]{1,11}-\d{3,6}")
+
+
+@dataclass
+class PendingWrites:
+    """Files staged before a commit and published (or discarded) after it."""
+
+    staged: list[tuple[Path, Path]] = field(default_factory=list)
+
+    def add(self, target: Path, text: str) -> None:
+        # Refuse now, inside the transaction: after the commit it would be too late.
+        if target.is_dir():
+            raise InvalidInput(
+                f"{target} is a directory, not a file",
+                hint="move the directory out of the way",
+                details={"file": str(target)},
+            )
+        try:
+            staged = stage_atomic(target, text)
+        except OSError as exc:  # e.g. a file where the story folder should be
+            raise InvalidInput(
+                f"cannot write {target}: {exc.strerror or exc}",
+                hint="move what is in the way",
+                details={"file": str(target)},
+            ) from exc
+        self.staged.append((staged, target))
+
+    def publish(self) -> None:
+        for temp, target in self.staged:
+            publish(temp, target)
+        self.staged.clear()
+
+    def discard(self) -> None:
+        for temp, _ in self.staged:
+            discard(temp)
+        self.staged.clear()
+
+
+def sha256_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class StoryFiles(WorkspaceReader):
+    def __init__(self, root: Path, *, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+
+    def pending(self) -> PendingWrites:
+        return PendingWrites()
+
+    # ---- locations ------------------------------------------------------------------------
+
+    def layout(self, epic: Epic) -> Layout:
+        return LAYOUTS[epic.layout]
+
+    def epic_root(self, epic: Epic) -> Path:
+        return self.root / epic.root
+
+    def write_epic_file(self, pending: PendingWritesPort, epic: Epic) -> Path:
+        """Stage ``<root>/<PREFIX>.epic.yaml``: storyflow sync rebuilds the epic from it."""
+        from storyflow.adapters.files import epic_file
+
+        path = self.epic_root(epic) / epic_file.file_name(epic.prefix)
+        pending.add(path, epic_file.render(epic))
+        return path
+
+    def expected_dir(self, epic: Epic, story: Story) -> Path:
+        base = self.epic_root(epic)
+        if self.layout(epic).staged:
+            return base / stage_for(story.status, story.blocked_from) / story.id
+        return base / story.id
+
+    def candidates(self, epic: Epic, story_id: str) -> list[Path]:
+        base = self.epic_root(epic)
+        if self.layout(epic).staged:
+            return [
+                base / stage / story_id for stage in STAGES if (base / stage / story_id).is_dir()
+            ]
+        return [base / story_id] if (base / story_id).is_dir() else []
+
+    def locate(self, epic: Epic, story: Story) -> Path:
+        """The story's folder: the expected one, or wherever a stage move left it."""
+        expected = self.expected_dir(epic, story)
+        if expected.is_dir():
+            return expected
+        found = self.candidates(epic, story.id)
+        if len(found) > 1:
+            raise ConflictError(
+                f"{story.id} has {len(found)} folders: " + ", ".join(self.rel(p) for p in found),
+                code="DUPLICATE_ID",
+                hint="keep one folder per story; merge and delete the others",
+            )
+        return found[0] if found else expected
+
+    def story_file(self, epic: Epic, story: Story) -> Path:
+        return self.locate(epic, story) / self.layout(epic).story_file_name(story.id)
+
+    def rel(self, path: Path) -> str:
+        text, root = str(path), str(self.root)
+        if text.startswith(root + "/") and "/." not in text[len(root) :]:
+            return text[len(root) + 1 :]  # the common case: no symlinks to resolve
+        try:
+            real = Path(os.path.realpath(path))  # resolve() raises on a symlink loop
+            return real.relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    # ---- story file -----------------------------------------------------------------------
+
+    def format(self, epic: Epic) -> StoryFormat:
+        fmt: StoryFormat = _storydoc().format_for(self.layout(epic).story_file_pattern)
+        return fmt
+
+    def new_story_file(
+        self,
+        pending: PendingWritesPort,
+        epic: Epic,
+        story: Story,
+        *,
+        meta: dict[str, Any],
+        token_budget: dict[str, Any],
+        log: list[AgentLogRow],
+        body: dict[str, str] | None = None,
+    ) -> Path:
+        folder = self.expected_dir(epic, story)
+        existing = self.candidates(epic, story.id)
+        if existing:
+            raise ConflictError(
+                f"a folder for {story.id} already exists: {self.rel(existing[0])}",
+                code="DUPLICATE_ID",
+                hint="remove or rename the stray folder, or import it with storyflow sync",
+            )
+        path = folder / self.layout(epic).story_file_name(story.id)
+        text = _storydoc().render_new(
+            self.format(epic),
+            meta=meta,
+            token_budget=token_budget,
+            log=log,
+            tz_label=epic.timezone,
+            body=body,
+        )
+        pending.add(path, text)
+        return path
+
+    def read_story(self, epic: Epic, story: Story) -> tuple[Path, str, ParsedStory]:
+        path = self.story_file(epic, story)
+        text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+        parsed = _storydoc().parse(text, self.format(epic), source=self.rel(path))
+        return path, text, parsed
+
+    @contextmanager
+    def lock(self, story_id: str) -> Iterator[None]:
+        """Serialise projections of one story across processes: each re-reads the committed
+        state under the lock, so the last writer renders the newest state."""
+        folder = self.root / STATE_DIR / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{story_id}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def check_renderable(self, epic: Epic, story: Story) -> None:
+        """Refuse now (before a commit) a story file the projection could not rewrite.
+        Skips the parse when the file is as this process last read or wrote it."""
+        path = self.story_file(epic, story)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if path.is_symlink():
+                self.read_story(epic, story)  # a dangling link: read_text says why
+            return  # the projection writes it anew
+        except OSError:
+            stat = None
+        if stat is not None and _KNOWN.get(path) == (stat.st_mtime_ns, stat.st_size):
+            return
+        text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+        _storydoc().check(text, self.format(epic), source=self.rel(path))
+        if stat is not None:
+            _KNOWN[path] = (stat.st_mtime_ns, stat.st_size)
+
+    def project(
+        self,
+        epic: Epic,
+        story_id: str,
+        *,
+        state: Callable[[], Projection | None],
+        rows_after: Callable[[int], list[AgentLogRow]],
+    ) -> Path | None:
+        """Under the story's lock: read the committed ``state()``, move the folder to its
+        stage, re-render the engine-owned parts of the file and append the log rows
+        (``rows_after(n)``) the file does not have yet."""
+        with self.lock(story_id):
+            current_state = state()
+            if current_state is None:
+                return None
+            return self._project(epic, current_state, rows_after)
+
+    def _project(
+        self,
+        epic: Epic,
+        projection: Projection,
+        rows_after: Callable[[int], list[AgentLogRow]],
+    ) -> Path:
+        story, meta, remove, token_budget = projection
+        expected = self.expected_dir(epic, story)
+        current = self.locate(epic, story)
+        if current != expected and current.is_dir():
+            _move_folder(current, expected)
+            _remove_empty(current.parent, stop=self.epic_root(epic))
+        path = expected / self.layout(epic).story_file_name(story.id)
+        fmt = self.format(epic)
+        if path.is_file():
+            text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+            text = _storydoc().project(
+                text,
+                fmt,
+                meta=meta,
+                remove=remove,
+                token_budget=token_budget,
+                new_rows=rows_after(_storydoc().count_log_rows(text, fmt)),
+                tz_label=epic.timezone,
+            )
+        else:
+            text = _storydoc().render_new(
+                fmt,
+                meta=meta,
+                token_budget=token_budget or {},
+                log=rows_after(0),
+                tz_label=epic.timezone,
+            )
+        write_atomic(path, text)
+        stat = path.stat()
+        _KNOWN[path] = (stat.st_mtime_ns, stat.st_size)
+        return path
+
+    # ---- artifacts ------------------------------------------------------------------------
+
+    def folder_files(self, epic: Epic, story: Story) -> list[str]:
+        folder = self.locate(epic, story)
+        if not folder.is_dir():
+            return []
+        with os.scandir(folder) as entries:
+            return sorted(
+                entry.name
+                for entry in entries
+                if _is_file(entry) and not entry.name.startswith(".")
+            )
+
+    def discover(self, epic: Epic, story: Story, kind: ArtifactKind) -> Path | None:
+        """The newest file in the story folder that stands for ``kind`` (convention first)."""
+        layout = self.layout(epic)
+        folder = self.locate(epic, story)
+        names = self.folder_files(epic, story)
+        conventional = sorted(
+            (n for n in names if layout.match(n, story.id) is kind),
+            key=lambda n: (layout.stamp_key(n, story.id), n),
+        )
+        if conventional:
+            return folder / conventional[-1]
+        legacy = sorted(n for n in names if legacy_kind(n) is kind)
+        return folder / legacy[-1] if legacy else None
+
+    def naming_problems(self, epic: Epic, story: Story) -> list[str]:
+        layout = self.layout(epic)
+        problems = []
+        for name in self.folder_files(epic, story):
+            if name in ENGINE_FILES or layout.match(name, story.id) is not None:
+                continue
+            old = legacy_kind(name)
+            if old is not None:
+                problems.append(f"{name} is a legacy name for {old.value}")
+            else:
+                problems.append(f"{name} does not follow the {layout.name.value} layout")
+        return problems
+
+    def check_ownership(self, epic: Epic, story: Story, source: Path) -> None:
+        """Refuse a file that lives in, or is named for, another story."""
+        names = {m for m in _OTHER_ID.findall(source.name) if m != story.id}
+        real = Path(os.path.realpath(source))  # unlike resolve(), no error on a symlink loop
+        parents = {p.name for p in real.parents if _OTHER_ID.fullmatch(p.name)}
+        others = sorted(names | (parents - {story.id}))
+        if others:
+            raise InvalidInput(
+                f"{self.rel(source)} belongs to {others[0]}, not {story.id}",
+                code="ARTIFACT_STORY_MISMATCH",
+                hint=f"submit it for {others[0]}, or write {story.id}'s own artifact",
+                details={"file": self.rel(source), "story": story.id, "belongs_to": others[0]},
+            )
+
+    def read_artifact(self, source: Path, kind: ArtifactKind, display: str) -> tuple[str, Any]:
+        raw = read_text(source, max_bytes=self.max_bytes, display=display)
+        return raw, parse_artifact_text(raw, kind, source.name, display)
+
+
+def parse_artifact_text(raw: str, kind: ArtifactKind, file_name: str, display: str) -> Any:
+    """Parse an artifact file into the mapping its schema validates."""
+    return _storydoc().parse_artifact(raw, kind, file_name, display)
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file, or a symlink that cannot be followed (reading it then says why)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return entry.is_symlink()
+
+
+def _move_folder(source: Path, target: Path) -> None:
+    """Rename a story folder into its stage folder. Another story's projection may remove
+    that stage folder at the same moment (it just emptied it): make it again and retry."""
+    for tries_left in range(5, -1, -1):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            return
+        except (FileNotFoundError, FileExistsError):
+            if not tries_left or not source.is_dir():
+                raise
+
+
+def _remove_empty(folder: Path, *, stop: Path) -> None:
+    try:
+        if folder != stop and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,212 @@
+"""The one place that names concrete adapters: config -> connection -> store, files, clock."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storyflow import config as config_module
+from storyflow.adapters.db.connection import connect
+from storyflow.adapters.db.migrate import HEAD_REVISION, ensure_schema, schema_revision
+from storyflow.adapters.db.store import Store
+from storyflow.adapters.files.atomic import write_atomic
+from storyflow.adapters.files.story_files import StoryFiles
+from storyflow.config import CONFIG_FILE, STATE_DIR, Config
+from storyflow.domain.layouts import LayoutName
+from storyflow.errors import InvalidInput, UsageError
+from storyflow.services.context import Context
+from storyflow.services.ports import PlanFilesPort
+
+if TYPE_CHECKING:
+    from storyflow.adapters.telemetry.jsonl import JsonlTracer
+    from storyflow.services.agents import AgentPort
+    from storyflow.services.docs import DocsDirectory
+    from storyflow.services.hooks import GitRepository
+    from storyflow.services.sync import SyncPorts
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_actor(config: Config, flag: str | None) -> str:
+    if flag and flag.strip():
+        return flag.strip()
+    if config.actor:
+        return config.actor
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "storyflow"
+
+
+def load_config(
+    *,
+    cwd: Path | None = None,
+    workspace: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    return config_module.load(cwd=cwd or Path.cwd(), workspace=workspace, env=env, flags=flags)
+
+
+def open_store(config: Config) -> Store:
+    conn = connect(config.effective_database_url, config.root)
+    try:
+        ensure_schema(conn, config.effective_database_url, config.state_dir)
+    except BaseException:
+        conn.close()
+        raise
+    return Store(conn)
+
+
+def open_tracer(config: Config) -> JsonlTracer:
+    """The workspace's JSONL trace (reading needs no database)."""
+    from storyflow.adapters.telemetry.jsonl import JsonlTracer
+
+    return JsonlTracer(config.state_dir)
+
+
+def plan_files(config: Config) -> PlanFilesPort:
+    """The reader (and index writer) of plan folders."""
+    from storyflow.adapters.files.plan_parser import PlanFiles
+
+    return PlanFiles(config.root, max_bytes=config.max_file_bytes)
+
+
+def generated_docs(folder: Path) -> DocsDirectory:
+    """The reference docs folder (storyflow docs, storyflow check)."""
+    from storyflow.adapters.files.docs_dir import GeneratedDocs
+    from storyflow.services.docs import MARKER
+
+    return GeneratedDocs(folder, MARKER)
+
+
+def git_repository(start: Path) -> GitRepository:
+    """The git work tree ``start`` lies in (storyflow hooks install)."""
+    from storyflow.adapters.vcs.git import GitRepository as Git
+
+    return Git.find(start)
+
+
+def agents(config: Config) -> Callable[[str], AgentPort]:
+    """The agents of ``runs.agents`` by name (scripted, command), built once each."""
+    from storyflow.adapters.agents.command import CommandAgent
+    from storyflow.adapters.agents.scenario import load_scenario
+    from storyflow.adapters.agents.scripted import ScriptedAgent
+
+    settings = config.runs
+    built: dict[str, AgentPort] = {}
+    model_ids = {name: price.name or name for name, price in config.models.items()}
+    for name, spec in settings.agents.items():
+        if spec.type == "scripted":
+            path = config.root / settings.scenario if settings.scenario else None
+            built[name] = ScriptedAgent(load_scenario(path, max_bytes=config.max_file_bytes))
+        else:
+            built[name] = CommandAgent(
+                spec,
+                state_dir=config.state_dir,
+                prompts_dir=config.root / settings.prompts,
+                model_ids=model_ids,
+            )
+    return built.__getitem__
+
+
+def sync_ports(ctx: Context) -> SyncPorts:
+    """What storyflow sync needs besides the context: the sync_files store (on the context's
+    connection, so a sync is one transaction) and the workspace walker and readers."""
+    from storyflow.adapters.db.sync_store import SyncStore
+    from storyflow.adapters.files.sync_io import SyncFiles
+    from storyflow.services.sync import SyncPorts
+
+    store = ctx.store
+    assert isinstance(store, Store)
+    return SyncPorts(
+        store=SyncStore(store.conn),
+        files=SyncFiles(ctx.config.root, max_bytes=ctx.config.max_file_bytes),
+    )
+
+
+def open_context(config: Config, *, actor: str | None = None, clock: Any = utc_now) -> Context:
+    if not os.access(config.root, os.R_OK | os.X_OK):
+        raise InvalidInput(
+            f"the workspace {config.root} cannot be read",
+            code="WORKSPACE_UNREADABLE",
+            hint="fix the directory's permissions",
+        )
+    store = open_store(config)
+    from storyflow.adapters.telemetry.jsonl import JsonlTracer
+
+    store.event_sink = JsonlTracer(config.state_dir).record
+    return Context(
+        config=config,
+        store=store,
+        files=StoryFiles(config.root, max_bytes=config.max_file_bytes),
+        clock=clock,
+        actor=default_actor(config, actor),
+    )
+
+
+def init_workspace(
+    root: Path,
+    *,
+    database_url: str | None = None,
+    layout: LayoutName = LayoutName.STAGED,
+    timezone: str = "UTC",
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write storyflow.yaml and .storyflow/, and bring the database to the head revision.
+    Safe to repeat: an existing storyflow.yaml is validated and kept."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="create it first")
+    config_module.validate_timezone(timezone)
+    path = root / CONFIG_FILE
+    created = not path.exists()
+    if created:
+        write_atomic(
+            path,
+            config_module.render_initial(
+                database_url=database_url, layout=layout, timezone=timezone
+            ),
+        )
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, "# local database and caches; the files in plans/ are the record\n*\n")
+    flags = {"database_url": database_url} if database_url else None
+    try:
+        config = config_module.load(cwd=root, workspace=root, env=env, flags=flags)
+    except BaseException:
+        if created:
+            path.unlink()
+        raise
+    if not created and database_url and config.database_url != database_url:
+        raise UsageError(
+            f"{CONFIG_FILE} already exists with another database_url",
+            code="WORKSPACE_EXISTS",
+            hint=f"edit {CONFIG_FILE}, or set STORYFLOW_DATABASE_URL",
+        )
+    store = open_store(config)
+    try:
+        revision = schema_revision(store.conn)
+    finally:
+        store.close()
+    return {
+        "workspace": str(root),
+        "config": CONFIG_FILE,
+        "created": created,
+        "database": _redact(config.effective_database_url),
+        "schema_revision": revision or HEAD_REVISION,
+    }
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -1,0 +1,74 @@
+"""What every use case receives: config, the ports, a clock, who is acting, a warning sink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from storyflow.config import Config
+from storyflow.domain.model import AgentLogRow, Epic, Loaded, Story, parse_prefix, parse_story_id
+from storyflow.errors import NotFoundError
+from storyflow.services.ports import FilesPort, StorePort
+
+
+@dataclass(kw_only=True)
+class Context:
+    config: Config
+    store: StorePort
+    files: FilesPort
+    clock: Callable[[], datetime]
+    actor: str
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def epic(self, prefix: str) -> Epic:
+        parse_prefix(prefix)  # a malformed prefix (a path, say) is invalid, not missing
+        epic = self.store.get_epic(prefix)
+        if epic is None:
+            raise NotFoundError(
+                f"no epic {prefix}",
+                code="EPIC_NOT_FOUND",
+                hint="storyflow epic list shows the epics; storyflow epic new creates one",
+                details={"epic": prefix},
+            )
+        return epic
+
+    def story(self, story_id: str) -> Story:
+        parse_story_id(story_id)  # a malformed ID (a path, say) is invalid, not missing
+        story = self.store.get_story(story_id)
+        if story is None:
+            raise NotFoundError(
+                f"no story {story_id}",
+                code="STORY_NOT_FOUND",
+                hint="storyflow story list shows the stories",
+                details={"story": story_id},
+            )
+        return story
+
+    def load(self, story_id: str) -> Loaded:
+        """Story, epic, lease and log head in one round trip: what a change reads first."""
+        parse_story_id(story_id)
+        found = self.store.get_story_and_epic(story_id)
+        if found is None:
+            self.story(story_id)  # raises the not-found error
+        assert found is not None
+        return found
+
+    def log_row(
+        self, epic: Epic, action: str, outputs: str, agent: str | None = None
+    ) -> AgentLogRow:
+        from zoneinfo import ZoneInfo
+
+        stamp = self.now().astimezone(ZoneInfo(epic.timezone)).isoformat(timespec="seconds")
+        return AgentLogRow(
+            timestamp=stamp.replace("+00:00", "Z"),
+            agent=agent or self.actor,
+            action=action,
+            outputs=outputs,
+        )

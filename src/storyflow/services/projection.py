@@ -1,0 +1,150 @@
+"""What the engine renders into story files: metadata keys and the Token Budget block."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget
+from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story
+from storyflow.services.context import Context
+from storyflow.services.ports import PendingWritesPort
+
+# Metadata keys the engine owns in the story file (front matter / top-level YAML keys).
+OPTIONAL_KEYS = frozenset(
+    {
+        "phase",
+        "token_budget_enforcement",
+        "blocked_reason",
+        "blocked_from",
+        "split_from",
+        "superseded_by",
+        "details",
+    }
+)
+
+
+def story_meta(story: Story) -> tuple[dict[str, Any], frozenset[str]]:
+    """The metadata to render, and the optional keys to drop because they are unset."""
+    meta: dict[str, Any] = {
+        "id": story.id,
+        "title": story.title,
+        "status": story.status.value,
+        "priority": story.priority,
+        "phase": story.phase,
+        "depends_on": list(story.depends_on),
+        "requires": list(story.requires),
+        "breaking_change": story.breaking_change,
+        "graph_integration": story.graph_integration,
+        "token_budget_multiplier": story.token_budget_multiplier,
+        "token_budget_enforcement": story.enforcement.value if story.enforcement else None,
+        "blocked_reason": story.blocked_reason,
+        "blocked_from": story.blocked_from.value if story.blocked_from else None,
+        "split_from": story.split_from,
+        "superseded_by": list(story.superseded_by) or None,
+        "details": dict(story.details) or None,  # plan metadata: feature, goal, gates, …
+        "created_at": story.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "updated_at": story.updated_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    remove = frozenset(k for k in OPTIONAL_KEYS if meta[k] is None)
+    return {k: v for k, v in meta.items() if k not in remove}, remove
+
+
+def effective_budgets(ctx: Context, epic: Epic) -> dict[BudgetPhase, PhaseBudget]:
+    budgets = dict(ctx.config.budgets)
+    budgets.update(epic.settings.budgets)
+    return budgets
+
+
+def enforcement_of(epic: Epic, story: Story) -> Enforcement:
+    return story.enforcement or epic.settings.enforcement
+
+
+def token_budget_block(
+    budgets: Mapping[BudgetPhase, PhaseBudget],
+    story: Story,
+    epic: Epic,
+    ledger: Sequence[LedgerEntry],
+) -> dict[str, Any]:
+    """The FLOW ``token_budget`` block: estimates, limits and every ledger entry."""
+    multiplier = story.token_budget_multiplier
+    scaled = {phase: budgets[phase].scaled(multiplier) for phase in BudgetPhase}
+    estimates: dict[str, int] = {p.value: b.estimate for p, b in scaled.items()}
+    estimates["total_estimated"] = sum(b.estimate for b in scaled.values())
+    measurements = []
+    for entry in ledger:
+        row: dict[str, Any] = {
+            "phase": entry.phase.value,
+            "date": entry.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "tokens_used": entry.total_tokens,
+            "input": entry.input_tokens,
+            "output": entry.output_tokens,
+            "cache_read": entry.cache_read_tokens,
+            "cache_write": entry.cache_write_tokens,
+            "source": entry.source,
+        }
+        if entry.model:
+            row["model"] = entry.model
+        if entry.agent:
+            row["agent"] = entry.agent
+        if entry.cost_usd is not None:
+            row["cost_usd"] = round(entry.cost_usd, 6)
+        measurements.append(row)
+    costs = [e.cost_usd for e in ledger if e.cost_usd is not None]
+    return {
+        "enforcement": enforcement_of(epic, story).value,
+        "multiplier": multiplier,
+        "phase_estimates": estimates,
+        "limits": {p.value: {"warning": b.warning, "hard": b.hard} for p, b in scaled.items()},
+        "actual_measurements": measurements,
+        "total_used": sum(e.total_tokens for e in ledger),
+        "cost_usd": round(sum(costs), 6),
+    }
+
+
+def check_story_file(ctx: Context, epic: Epic, story: Story) -> None:
+    """Before a commit: refuse the change if its story file could not be re-rendered
+    afterwards (unreadable, not UTF-8, too large, malformed, two folders), so a refused
+    command changes nothing. A missing file is fine: the projection writes it anew."""
+    ctx.files.check_renderable(epic, story)
+
+
+def render_after_commit(ctx: Context, epic: Epic, story_id: str, *, budget: bool = True) -> None:
+    """Re-render the story file from the committed state (after every change).
+
+    Under the story's file lock the story is read again, so concurrent writers converge on
+    the newest state, and the file gets every Agent Log row it is missing."""
+
+    def state() -> tuple[Story, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
+        story = ctx.store.get_story(story_id)
+        if story is None:
+            return None
+        meta, remove = story_meta(story)
+        block = None
+        if budget:
+            block = token_budget_block(
+                effective_budgets(ctx, epic), story, epic, ctx.store.ledger(story.id)
+            )
+        return story, meta, remove, block
+
+    ctx.files.project(
+        epic,
+        story_id,
+        state=state,
+        rows_after=lambda count: ctx.store.log_rows(story_id, after=count),
+    )
+
+
+def new_story_file(
+    ctx: Context,
+    pending: PendingWritesPort,
+    epic: Epic,
+    story: Story,
+    rows: list[AgentLogRow],
+    body: dict[str, str] | None = None,
+) -> None:
+    meta, _ = story_meta(story)
+    block = token_budget_block(effective_budgets(ctx, epic), story, epic, [])
+    ctx.files.new_story_file(
+        pending, epic, story, meta=meta, token_budget=block, log=rows, body=body
+    )

@@ -1,0 +1,25 @@
+"""The bulk read path of `story list --json` gives exactly what `story show` models give."""
+
+from __future__ import annotations
+
+from storyflow.domain.statuses import Status
+from storyflow.services import epics, stories
+from tests.support import Driver, Workspace, new_story
+
+
+def test_bulk_list_equals_story_json_for_every_kind_of_story(workspace: Workspace) -> None:
+    ctx = workspace.ctx()
+    epics.create_epic(ctx, "FLOW", title="Flow")
+    driver = Driver(workspace, ctx)
+    first = new_story(ctx, priority="P1")
+    second = new_story(ctx, depends_on=[first], requires=["db-schema-002"], breaking_change=True)
+    third = new_story(ctx, budget_multiplier=1.5)
+    driver.drive_to(second, Status.SUPERSEDED)  # split: children with split_from
+    driver.drive_to(first, Status.BLOCKED)
+    driver.drive_to(third, Status.CODE_REVIEW_FAILED)
+    slow = [stories.story_json(s) for s in stories.list_stories(ctx)]
+    fast = stories.list_stories_json(ctx)
+    assert len(slow) == 5
+    assert fast == slow
+    only_blocked = stories.list_stories_json(ctx, epic="FLOW", statuses=[Status.BLOCKED])
+    assert [s["id"] for s in only_blocked] == [first]
