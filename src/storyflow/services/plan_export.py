@@ -1,0 +1,54 @@
+"""storyflow plan export: stories.index.md regenerated from the database.
+
+Written beside the epic's plan (the folder ``plan import`` read, so the next import reads it
+back) or, for an epic that was not imported, at its story root; ``--output`` names another
+file. Byte-stable: the same board gives the same bytes, and an unchanged file is not
+rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from storyflow.domain.model import Epic
+from storyflow.domain.plan_index import ready_to_start, render_index
+from storyflow.domain.plan_model import INDEX_FILE
+from storyflow.services.context import Context
+from storyflow.services.ports import PlanFilesPort
+
+
+def index_text(ctx: Context, prefix: str) -> tuple[str, int]:
+    """The epic's stories.index.md, and how many stories it lists."""
+    with ctx.store.transaction(write=False):
+        epic = ctx.epic(prefix)
+        stories = ctx.store.list_stories(epic=epic.prefix)
+        statuses = ctx.store.story_status_map()
+        met = {r["name"] for r in ctx.store.requirements() if r["met"]}
+    text = render_index(
+        prefix=epic.prefix,
+        stories=stories,
+        ready=ready_to_start(stories, statuses, met),
+        multipliers=epic.settings.per_story_multiplier,
+    )
+    return text, len(stories)
+
+
+def default_path(ctx: Context, epic: Epic) -> Path:
+    return ctx.files.root / (epic.settings.plan_dir or epic.root) / INDEX_FILE
+
+
+def export_index(
+    ctx: Context, files: PlanFilesPort, prefix: str, *, output: Path | None = None
+) -> dict[str, Any]:
+    """Write the epic's stories.index.md atomically; say where, and whether it changed."""
+    text, count = index_text(ctx, prefix)
+    path = output if output is not None else default_path(ctx, ctx.epic(prefix))
+    written = files.write(path, text)
+    return {
+        "epic": prefix,
+        "path": files.display(path),
+        "written": written,
+        "bytes": len(text.encode("utf-8")),
+        "stories": count,
+    }
