@@ -1,0 +1,424 @@
+"""Two-way sync of one story the database already has: its files against its row.
+
+Which side changed a datum is read from the Agent Log. Every change the engine commits
+appends a row and re-renders the file, so a file whose log equals the database's was
+rendered at the database's current state: whatever else differs was edited by hand and is
+applied through the rules (a status through story move, metadata through story update, a
+new artifact through artifact submit). A file whose log is a prefix of the database's is
+behind: the database moved on (a teammate on the shared PostgreSQL, say); the fields the
+later rows changed are the database's, unless the file changed them too, which is a
+conflict. A log that lost or changed rows is never accepted from the file.
+
+A story is applied as a whole or not at all (one savepoint); what it makes the engine
+write to files waits for the sync's commit (``DeferredFiles``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.layouts import LAYOUTS, stage_for
+from storyflow.domain.model import AgentLogRow, Epic, Story
+from storyflow.domain.statuses import Status
+from storyflow.errors import StoryflowError
+from storyflow.services import artifacts, stories, transitions
+from storyflow.services.context import Context
+from storyflow.services.projection import render_after_commit
+from storyflow.services.sync_deferred import DeferredFiles
+from storyflow.services.sync_fields import editable_fields, story_fields
+from storyflow.services.sync_history import ledger, log_rows
+from storyflow.services.sync_merge import (
+    decide,
+    engine_edits,
+    ledger_differs,
+    log_state,
+    update_args,
+)
+from storyflow.services.sync_ports import (
+    LoadedFile,
+    ScannedFile,
+    StoryItem,
+    SyncFilesPort,
+    SyncRecord,
+    SyncStorePort,
+)
+from storyflow.services.sync_read import conflict_marker_line, merge_conflict, read_story
+from storyflow.services.sync_report import Change, Conflict, Problem, SyncReport
+
+
+@dataclass(kw_only=True)
+class Session:
+    """One sync's state while it reconciles stories inside its transaction."""
+
+    ctx: Context  # runs the services; its files port is the DeferredFiles
+    files: SyncFilesPort
+    store: SyncStorePort
+    deferred: DeferredFiles
+    report: SyncReport
+    prefer: str | None
+    records: dict[str, SyncRecord]
+    versions: dict[str, int]
+    out: list[SyncRecord] = field(default_factory=list)
+    epic_writes: list[tuple[str, str]] = field(default_factory=list)  # (path, prefix)
+    base_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rendered: set[str] = field(default_factory=set)
+    _hashes: dict[tuple[str, str], set[str]] | None = None
+    _base: dict[str, Any] | None = None
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """Each story's fields as of the last sync (loaded when first needed)."""
+        if self._base is None:
+            self._base = self.files.load_base()
+        return self._base
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def render(self, epic: Epic, story_id: str, path: str | None, reason: str) -> None:
+        if story_id in self.rendered:
+            return
+        self.rendered.add(story_id)
+        render_after_commit(self.ctx, epic, story_id)
+        self.report.changes.append(
+            Change(
+                action="rendered",
+                direction="db->files",
+                story=story_id,
+                epic=epic.prefix,
+                file=path,
+                detail={"reason": reason},
+            )
+        )
+
+    def state(self, scanned: ScannedFile) -> tuple[bool, LoadedFile | None]:
+        """(changed since the last sync?, its content when it had to be read)."""
+        rec = self.records.get(scanned.path)
+        if rec is not None and rec.size == scanned.size and rec.mtime_ns == scanned.mtime_ns:
+            self.report.unchanged += 1
+            return False, None
+        loaded = self.files.load(scanned.path)
+        self.report.read += 1
+        if rec is not None and rec.sha256 == loaded.sha256:
+            self.record(scanned, loaded.sha256, rec.story_id, rec.kind, rec.story_version)
+            return False, loaded
+        return True, loaded
+
+    def record(
+        self,
+        scanned: ScannedFile,
+        sha: str,
+        story_id: str | None,
+        kind: str | None,
+        version: int | None,
+    ) -> None:
+        self.report.recorded += 1
+        self.out.append(
+            SyncRecord(scanned.path, story_id, kind, scanned.size, scanned.mtime_ns, sha, version)
+        )
+
+    def known_hashes(self, story_id: str, kind: ArtifactKind) -> set[str]:
+        if self._hashes is None:
+            self._hashes = {}
+        key = (story_id, kind.value)
+        if key not in self._hashes:
+            found = self.store.artifact_hashes([story_id])
+            for other in ArtifactKind:
+                self._hashes[(story_id, other.value)] = found.get((story_id, other.value), set())
+        return self._hashes[key]
+
+    def problem(self, exc: StoryflowError, path: str | None, story_id: str) -> None:
+        self.report.problems.append(Problem.from_error(exc, file=path, story=story_id))
+
+    # ---- one story ------------------------------------------------------------------------
+
+    def reconcile(self, item: StoryItem) -> None:
+        story = self.ctx.store.get_story(item.story_id)
+        if story is None:
+            return
+        new_artifacts, held = self._artifacts(item, story)
+        if held:
+            return
+        if item.story_file is None:
+            if self.apply(item, story, new_artifacts, [], {}, None, []):
+                self.rendered.discard(story.id)
+                self.render(item.epic, story.id, None, "the story file is missing")
+            return
+        scanned = item.story_file
+        rec = self.records.get(scanned.path)
+        version = self.versions.get(story.id, story.version)
+        try:
+            changed, loaded = self.state(scanned)
+        except StoryflowError as exc:
+            self.problem(exc, scanned.path, story.id)
+            return
+        if not changed:
+            if new_artifacts:
+                self.apply(item, story, new_artifacts, [], {}, None, [])
+            elif rec is not None and rec.story_version != version:
+                self.render(item.epic, story.id, scanned.path, "the database moved on")
+            self.check_stage(item, story)
+            return
+        assert loaded is not None
+        self._changed_story_file(item, story, scanned, loaded, new_artifacts)
+
+    def _artifacts(
+        self, item: StoryItem, story: Story
+    ) -> tuple[list[tuple[ScannedFile, ArtifactKind]], bool]:
+        """Artifact files changed since the last sync that the database does not know."""
+        new: list[tuple[ScannedFile, ArtifactKind]] = []
+        held = False
+        for scanned, kind in item.artifacts:
+            try:
+                changed, loaded = self.state(scanned)
+            except StoryflowError as exc:
+                self.problem(exc, scanned.path, story.id)
+                held = True
+                continue
+            if not changed:
+                continue
+            assert loaded is not None
+            if loaded.sha256 in self.known_hashes(story.id, kind):
+                self.record(scanned, loaded.sha256, story.id, kind.value, story.version)
+                continue
+            line = conflict_marker_line(loaded.text)
+            if line is not None:
+                self.report.problems.append(merge_conflict(scanned.path, line, story.id))
+                held = True
+                continue
+            new.append((scanned, kind))
+        return new, held
+
+    def _changed_story_file(
+        self,
+        item: StoryItem,
+        story: Story,
+        scanned: ScannedFile,
+        loaded: LoadedFile,
+        new_artifacts: list[tuple[ScannedFile, ArtifactKind]],
+    ) -> None:
+        found = read_story(self.files, scanned.path, story.id, self.report, loaded)
+        if found is None:
+            return
+        _, doc = found
+        try:
+            fields = editable_fields(doc.meta, doc.text, scanned.path)
+            file_rows = log_rows(doc.agent_log, scanned.path)
+        except StoryflowError as exc:
+            self.problem(exc, scanned.path, story.id)
+            return
+        db_rows = self.ctx.store.log_rows(story.id)
+        log = log_state(file_rows, db_rows)
+        db_fields = story_fields(story)
+        sides = decide(fields, db_fields, log, db_rows, self.base.get(story.id))
+        conflicts = [
+            Conflict(
+                story=story.id,
+                file=scanned.path,
+                field=name,
+                file_value=fields[name],
+                db_value=db_fields[name],
+                resolution=self.prefer,
+            )
+            for name in sides.conflicts
+        ]
+        if self.prefer is None and (conflicts or log.tampered):
+            self.report.conflicts.extend(conflicts)
+            if log.tampered:
+                self.report.problems.append(_log_edited(scanned.path, story.id, log.tampered))
+            return
+        if self.prefer == "files":
+            sides.file_side += sides.conflicts
+        else:
+            sides.db_side += sides.conflicts
+        edits = {name: fields[name] for name in sides.file_side}
+        mark = self.deferred.mark()
+        if log.tampered:  # before the changes' projections, which then write the whole log
+            self.deferred.later(lambda: self.files.reset_agent_log(scanned.path))
+        reason = doc.meta.get("blocked_reason")
+        if not self.apply(item, story, new_artifacts, log.appended, edits, reason, conflicts):
+            self.deferred.rollback_to(mark)
+            return
+        self.report.conflicts.extend(conflicts)
+        current = self.ctx.store.get_story(story.id) or story
+        reverted = [] if (log.behind or log.tampered) else engine_edits(doc.meta, current)
+        if not (log.behind or log.tampered) and self._budget_edited(doc, current):
+            reverted.append("the Token Budget")
+        if log.tampered:
+            self.report.problems.append(
+                _log_edited(scanned.path, story.id, log.tampered, restored=True)
+            )
+        for key in reverted:
+            self.report.problems.append(
+                Problem(
+                    code="PROJECTION_EDITED",
+                    message=f"{scanned.path}: {key} is rendered by storyflow; the hand edit "
+                    "was reverted",
+                    hint="change it through storyflow commands",
+                    file=scanned.path,
+                    story=story.id,
+                    warning=True,
+                )
+            )
+        if sides.db_side or log.tampered or reverted:
+            self.rendered.discard(story.id)  # render again, after everything queued so far
+            self.render(item.epic, story.id, scanned.path, "the database's values win")
+        elif not (edits or new_artifacts or log.appended):
+            self.record(scanned, loaded.sha256, story.id, ArtifactKind.STORY.value, story.version)
+            self.base_updates[story.id] = {"rows": log.rows, "fields": fields}
+        self.check_stage(item, current)
+
+    def _budget_edited(self, doc: Any, story: Story) -> bool:
+        try:
+            in_file = ledger(story.id, doc.token_budget, self.ctx.config, "")
+        except StoryflowError:
+            return True
+        return ledger_differs(in_file, self.ctx.store.ledger(story.id))
+
+    def apply(
+        self,
+        item: StoryItem,
+        story: Story,
+        new_artifacts: list[tuple[ScannedFile, ArtifactKind]],
+        appended: list[AgentLogRow],
+        edits: dict[str, Any],
+        blocked_reason: Any,
+        resolved: list[Conflict],
+    ) -> bool:
+        """Apply one story's file-side changes as a whole (one savepoint); False when the
+        rules refused one of them (reported; nothing of the story applied)."""
+        if not (new_artifacts or appended or edits or resolved):
+            return True
+        mark = self.deferred.mark()
+        changes: list[Change] = []
+        submitted: list[tuple[ScannedFile, ArtifactKind, str]] = []
+        try:
+            with self.ctx.store.savepoint():
+                for scanned, kind in new_artifacts:
+                    result = artifacts.submit(
+                        self.ctx, story.id, kind.value, self.files.root / scanned.path
+                    )
+                    changes.append(_change("submitted", scanned.path, story, item.epic, result))
+                    submitted.append((scanned, kind, str(result["sha256"])))
+                if appended:
+                    self._append(item.epic, story, appended)
+                    changes.append(
+                        _change("log_appended", None, story, item.epic, {"rows": len(appended)})
+                    )
+                status = edits.pop("status", None)
+                if edits:
+                    stories.update_story(self.ctx, story.id, **update_args(edits))
+                    changes.append(_change("updated", None, story, item.epic, {"fields": edits}))
+                if status is not None:
+                    reason = None
+                    if status == Status.BLOCKED.value and blocked_reason is not None:
+                        reason = str(blocked_reason).strip() or None
+                    moved = transitions.move(self.ctx, story.id, status, reason=reason)
+                    changes.append(_change("moved", None, story, item.epic, moved.to_json()))
+                for conflict in resolved:
+                    self.ctx.store.insert_event(
+                        type="sync_conflict_resolved",
+                        at=self.ctx.now(),
+                        story_id=story.id,
+                        epic=item.epic.prefix,
+                        actor=self.ctx.actor,
+                        payload=conflict.to_json(),
+                    )
+        except StoryflowError as exc:
+            self.deferred.rollback_to(mark)
+            path = item.story_file.path if item.story_file else None
+            self.problem(exc, exc.details.get("file") or path, story.id)
+            return False
+        for change in changes:
+            self.report.changes.append(change)
+        for scanned, kind, sha in submitted:  # the file is the version just stored
+            self.out.append(
+                SyncRecord(
+                    scanned.path, story.id, kind.value, scanned.size, scanned.mtime_ns, sha, None
+                )
+            )
+        if any(c.action != "submitted" for c in changes) or new_artifacts:
+            self.rendered.add(story.id)  # the services re-render it after the commit
+        return True
+
+    def _append(self, epic: Epic, story: Story, rows: list[AgentLogRow]) -> None:
+        """Rows added by hand at the end of the log join the database's log; the story's
+        version counts its rows, so it moves on by as many."""
+        now = self.ctx.now()
+        current = self.ctx.store.get_story(story.id) or story
+        self.ctx.store.append_log(story.id, rows)
+        bumped = replace(current, version=current.version + len(rows), updated_at=now)
+        self.ctx.store.cas_update_story(bumped, current.version)
+        self.ctx.store.insert_event(
+            type="log_appended",
+            at=now,
+            story_id=story.id,
+            epic=epic.prefix,
+            actor=self.ctx.actor,
+            payload={"rows": len(rows)},
+        )
+        render_after_commit(self.ctx, epic, story.id)
+
+    def check_stage(self, item: StoryItem, story: Story) -> None:
+        """Stage is derived from status, never the reverse: a folder in the wrong stage
+        folder is reported and moved to the one its status calls for."""
+        if item.folder is None or not LAYOUTS[item.epic.layout].staged:
+            return
+        if story.id in self.rendered:
+            return  # a projection is due anyway: it puts the folder where the status says
+        expected = stage_for(story.status, story.blocked_from)
+        if item.folder.stage == expected:
+            return
+        where = item.folder.stage or "the epic's root"
+        self.report.problems.append(
+            Problem(
+                code="WRONG_STAGE_FOLDER",
+                message=f"{item.folder.path} is in {where}, but {story.id} is "
+                f"{story.status.value}: its folder belongs in {expected}/ (moved there)",
+                hint="a story's stage follows its status; change the status with "
+                "storyflow story move (or edit status: and sync)",
+                file=item.folder.path,
+                story=story.id,
+                warning=True,
+            )
+        )
+        self.render(item.epic, story.id, item.folder.path, "the folder is in the wrong stage")
+
+
+def _log_edited(path: str, story_id: str, what: list[str], restored: bool = False) -> Problem:
+    if restored:
+        return Problem(
+            code="AGENT_LOG_EDITED",
+            message=f"{path}: the Agent Log was re-rendered from the database ("
+            + "; ".join(what)
+            + ")",
+            hint="the log is append-only: the database's rows are the record",
+            file=path,
+            story=story_id,
+            warning=True,
+        )
+    return Problem(
+        code="AGENT_LOG_EDITED",
+        message=f"{path}: the Agent Log is append-only, but " + "; ".join(what),
+        hint="undo the edit (git checkout -p FILE), or re-render the log from the database: "
+        "storyflow sync --prefer db",
+        file=path,
+        story=story_id,
+    )
+
+
+def _change(
+    action: str, path: str | None, story: Story, epic: Epic, detail: dict[str, Any]
+) -> Change:
+    return Change(
+        action=action,
+        direction="files->db",
+        story=story.id,
+        epic=epic.prefix,
+        file=path,
+        detail=detail,
+    )
+
+
+__all__ = ["Session", "StoryItem"]

@@ -1,0 +1,176 @@
+"""storyflow sync through the executable: a fresh clone rebuilds the board, history and
+budgets; hand edits go through the rules (an illegal status exits 3 with the report); a
+deleted Agent Log row and a conflicting edit wait for --prefer; --dry-run writes nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from storyflow.domain.statuses import Status
+from tests.acceptance._helpers import Flow, ok
+from tests.support import Workspace
+from tests.sync_helpers import Clones, clones, other_database_url
+
+__all__ = ["clones", "other_database_url"]  # fixtures
+
+
+def _report(result: Any, exit_status: int) -> dict[str, Any]:
+    assert result.code == exit_status, result
+    data: dict[str, Any] = result.json
+    assert set(data) >= {"changes", "conflicts", "problems", "files", "nothing_to_do"}, data
+    assert data["exit_status"] == exit_status
+    return data
+
+
+def _seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows at the precision the files keep (whole seconds; the log row is written a
+    moment after the transition row, so the second may differ by one: compare the rest)."""
+    return [{k: v for k, v in row.items() if k != "created_at"} for row in rows]
+
+
+def _no_time(artifact: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in artifact.items() if k != "submitted_at"}
+
+
+def _path(ws: Workspace, story_id: str) -> Path:
+    shown = ok(ws.cli("story", "show", story_id, "--json")).json
+    return ws.root / shown["path"]
+
+
+def _setup(ws: Workspace, layout: str = "staged") -> Flow:
+    flow = Flow(ws)
+    prefix = "FLOW" if layout == "staged" else "REVI"
+    flow.epic(prefix, "--layout", layout, "--tz", "America/Denver")
+    done = flow.story(prefix)
+    flow.drive_to(done, Status.COMPLETED)
+    blocked = flow.story(prefix, "--depends-on", done)
+    flow.drive_to(blocked, Status.BLOCKED)
+    fresh = flow.story(prefix, "--priority", "P1")
+    flow.drive_to(fresh, Status.GENERATED)
+    return flow
+
+
+def test_a_fresh_clone_rebuilds_board_history_and_budgets(
+    workspace: Workspace, clones: Clones
+) -> None:
+    _setup(workspace, "staged")
+    _setup(workspace, "flat")
+    fresh = clones.fresh(workspace)
+    report = _report(fresh.run("sync", "--json"), 0)
+    assert report["rebuilt"]["stories"] == 6
+    assert report["rebuilt"]["epics"] == 2
+    for command in (("board", "--json"), ("epic", "list", "--json")):
+        assert ok(fresh.run(*command)).json == ok(workspace.run(*command)).json, command
+    for story_id in ("FLOW-001", "FLOW-002", "FLOW-003", "REVI-001", "REVI-002", "REVI-003"):
+        mine = ok(workspace.cli("story", "history", story_id, "--json")).json
+        theirs = ok(fresh.cli("story", "history", story_id, "--json")).json
+        assert _seconds(theirs) == _seconds(mine), story_id
+        budget = ("budget", "show", story_id, "--json")
+        assert ok(fresh.cli(*budget)).json == ok(workspace.cli(*budget)).json
+        # Artifact versions whose files are in the folders; the story snapshots taken on
+        # entering elaboration live in the database only (the story file is the story).
+        listed = ("artifact", "list", story_id, "--json")
+        mine_artifacts = [a for a in ok(workspace.cli(*listed)).json if a["kind"] != "story"]
+        rebuilt = ok(fresh.cli(*listed)).json
+        assert [_no_time(a) for a in rebuilt] == [_no_time(a) for a in mine_artifacts]
+    # Nothing more to do, and the human summary says so.
+    again = fresh.run("sync")
+    assert again.code == 0 and "nothing to do" in again.stdout
+
+
+def test_hand_edited_status_legal_and_illegal(workspace: Workspace) -> None:
+    _setup(workspace)
+    ok(workspace.run("sync"))
+    path = _path(workspace, "FLOW-003")
+    text = path.read_text(encoding="utf-8")
+    # illegal: generated -> completed is no edge; reported, not applied, exit 3
+    path.write_text(text.replace("status: generated", "status: completed"), encoding="utf-8")
+    report = _report(workspace.run("sync", "--json"), 3)
+    assert [(p["code"], p["story"]) for p in report["problems"]] == [
+        ("TRANSITION_NOT_ALLOWED", "FLOW-003")
+    ]
+    assert report["problems"][0]["file"] == path.relative_to(workspace.root).as_posix()
+    assert ok(workspace.cli("story", "show", "FLOW-003", "--json")).json["status"] == "generated"
+    human = workspace.run("sync")
+    assert human.code == 3 and "error[TRANSITION_NOT_ALLOWED]" in human.stdout
+    # legal: generated -> in-elaboration (the Reuse Plan is written): applied with history
+    filled = text.replace("reuse_plan: ''", "reuse_plan: Reuses @repo/shared.")
+    path.write_text(filled.replace("status: generated", "status: in-elaboration"))
+    report = _report(workspace.run("sync", "--json", "--actor", "editor"), 0)
+    assert [(c["action"], c["from"], c["to"]) for c in report["changes"]] == [
+        ("moved", "generated", "in-elaboration")
+    ]
+    last = ok(workspace.cli("story", "history", "FLOW-003", "--json")).json[-1]
+    assert (last["to_status"], last["actor"]) == ("in-elaboration", "editor")
+
+
+def test_deleted_agent_log_row_waits_for_prefer_db(workspace: Workspace) -> None:
+    _setup(workspace, "flat")
+    ok(workspace.run("sync"))
+    path = _path(workspace, "REVI-001")
+    text = path.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if "status: in-qa -> uat" in line]
+    assert len(rows) == 1
+    cut = text.replace(rows[0] + "\n", "")
+    path.write_text(cut, encoding="utf-8")
+    report = _report(workspace.run("sync", "--json"), 5)
+    assert [p["code"] for p in report["problems"]] == ["AGENT_LOG_EDITED"]
+    assert path.read_text(encoding="utf-8") == cut
+    report = _report(workspace.run("sync", "--prefer", "db", "--json"), 0)
+    assert path.read_text(encoding="utf-8") == text
+    _report(workspace.run("sync", "--json"), 0)
+
+
+def test_conflicting_edit_on_both_sides(workspace: Workspace, clones: Clones) -> None:
+    _setup(workspace)
+    ok(workspace.run("sync"))
+    mate = clones.teammate(workspace)
+    ok(mate.cli("story", "update", "FLOW-003", "--priority", "P3"))
+    path = _path(workspace, "FLOW-003")
+    edited = path.read_text(encoding="utf-8").replace("priority: P1", "priority: P0")
+    path.write_text(edited, encoding="utf-8")
+    report = _report(workspace.run("sync", "--json"), 5)
+    assert [
+        (c["field"], c["file_value"], c["db_value"], c["resolution"]) for c in report["conflicts"]
+    ] == [("priority", "P0", "P3", None)]
+    assert path.read_text(encoding="utf-8") == edited
+    assert ok(workspace.cli("story", "show", "FLOW-003", "--json")).json["priority"] == "P3"
+    dry = _report(workspace.run("sync", "--prefer", "files", "--dry-run", "--json"), 0)
+    assert dry["dry_run"] and [c["resolution"] for c in dry["conflicts"]] == ["files"]
+    assert ok(workspace.cli("story", "show", "FLOW-003", "--json")).json["priority"] == "P3"
+    _report(workspace.run("sync", "--prefer", "files", "--json"), 0)
+    assert ok(workspace.cli("story", "show", "FLOW-003", "--json")).json["priority"] == "P0"
+
+
+def test_new_artifact_file_and_noop(workspace: Workspace) -> None:
+    _setup(workspace)
+    ok(workspace.run("sync"))
+    folder = _path(workspace, "FLOW-003").parent
+    (folder / "elaboration.yaml").write_text(
+        yaml.safe_dump({"verdict": "NEEDS_REFINEMENT", "summary": "unclear"}), encoding="utf-8"
+    )
+    report = _report(workspace.run("sync", "--json"), 0)
+    assert [(c["action"], c["kind"], c["version"]) for c in report["changes"]] == [
+        ("submitted", "elaboration", 1)
+    ]
+    shown = ok(workspace.cli("artifact", "list", "FLOW-003", "--json")).json
+    assert any(a["kind"] == "elaboration" and a["verdict"] == "NEEDS_REFINEMENT" for a in shown)
+    noop = _report(workspace.run("sync", "--json"), 0)
+    assert noop["nothing_to_do"] and noop["files"]["read"] == 0
+
+
+def test_dry_run_on_an_empty_database_writes_nothing(workspace: Workspace, clones: Clones) -> None:
+    _setup(workspace)
+    fresh = clones.fresh(workspace)
+    before = fresh.snapshot()
+    report = _report(fresh.run("sync", "--dry-run", "--json"), 0)
+    assert report["rebuilt"]["stories"] == 3
+    assert ok(fresh.run("board", "--json")).json["total"] == 0
+    assert fresh.snapshot() == before
+    shutil.rmtree(fresh.root / "plans")
+    empty = _report(fresh.run("sync", "--json"), 0)
+    assert empty["nothing_to_do"]

@@ -1,0 +1,255 @@
+"""The pure parts of sync: reading the Agent Log back as history, the log's state against the
+database's, artifact names by layout, conflict markers, the epic file, and the YAML fast
+paths a rebuild relies on (same data, same refusals as PyYAML's safe constructor)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from storyflow.adapters.files import epic_file, yamlio
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.layouts import LAYOUTS, LayoutName
+from storyflow.domain.model import AgentLogRow, Epic, EpicSettings
+from storyflow.domain.statuses import Status
+from storyflow.errors import InvalidInput
+from storyflow.services.sync_history import replay
+from storyflow.services.sync_merge import changed_by, log_state
+from storyflow.services.sync_read import conflict_marker_line
+from storyflow.services.sync_survey import Classifier
+
+# ---- YAML: the fast constructor and the cheap depth bound ----------------------------------
+
+DOCUMENTS = [
+    "a: 1\nb: 2.5\nc: true\nd: null\ne: ~\nf: text\ng: '1'\nh: \"quoted\"\n",
+    "on: yes\noff: no\nwhen: 2026-03-02\nstamp: 2026-03-02T15:04:05Z\n",
+    "list:\n- 1\n- two\n- [3, 4]\n- {x: y}\nempty: []\nnone: {}\n",
+    "1: int key\n2.5: float key\nnull: null key\ntrue: bool key\n",
+    "base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\n",
+    "text: |\n  line one\n  line two\nfolded: >\n  a\n  b\nhex: 0x1F\noct: 0o17\n",
+    "nested:\n  deeper:\n    deepest:\n      - a: 1\n        b: [x, {y: z}]\n",
+    "set: !!set {a, b}\nstr: !!str 123\n",
+    "dup: 1\ndup: 2\n",
+    "",
+    "- just\n- a list\n",
+    "inf: .inf\nnan_is: .nan\nneg: -12_000\n",
+]
+
+
+def _reference(text: str) -> object:
+    loader = yamlio._Loader(text)
+    try:
+        return loader.get_single_data()  # PyYAML's own construct_document
+    finally:
+        loader.dispose()
+
+
+@pytest.mark.parametrize("text", DOCUMENTS)
+def test_fast_constructor_gives_what_pyyaml_gives(text: str) -> None:
+    expected = _reference(text)
+    found = yamlio.load_yaml(text, source="t")
+    if expected != expected:  # pragma: no cover - nan never equals itself
+        return
+    assert repr(found) == repr(expected)
+
+
+def test_fast_constructor_keeps_the_refusals() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        yamlio.load_yaml("? [a, b]\n: unhashable\n", source="t")
+    assert caught.value.code == "INVALID_YAML"
+    with pytest.raises(InvalidInput):
+        yamlio.load_yaml("x: !python/object:os.system echo\n", source="t")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    with pytest.raises(InvalidInput) as caught:
+        yamlio.load_yaml(bomb, source="t")
+    assert caught.value.code == "YAML_TOO_COMPLEX"
+
+
+def _depth(text: str) -> int:
+    """The document's real nesting depth, from PyYAML's (iterative) event parser."""
+    import yaml
+
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest
+
+
+def _nested(depth: int, inline: bool) -> str:
+    if inline:
+        return "- " * depth + "x\n"
+    return "".join(" " * (2 * i) + f"k{i}:\n" for i in range(depth)) + " " * 2 * depth + "v\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *DOCUMENTS,
+        _nested(5, inline=False),
+        _nested(60, inline=False),
+        _nested(40, inline=True),
+        "a: {b: {c: d}}\n" * 50,
+        "x:\n" + "  - a: 1\n    b: 2\n" * 100,
+        "? - a\n  - b\n: - c\n",
+        "- - - - - - - - - - - - x\n" * 20,
+    ],
+)
+def test_depth_bound_is_never_below_the_real_depth(text: str) -> None:
+    assert yamlio._depth_bound(text) >= _depth(text)
+
+
+def test_too_deep_documents_are_still_refused() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        yamlio.load_yaml(_nested(150, inline=False), source="t")
+    assert caught.value.code == "YAML_TOO_COMPLEX"
+    with pytest.raises(InvalidInput):
+        yamlio.load_yaml("[" * 200 + "]" * 200, source="t")
+
+
+# ---- the Agent Log as history ---------------------------------------------------------------
+
+
+def _row(
+    action: str, outputs: str = "story.yaml", agent: str = "amy", minute: int = 0
+) -> AgentLogRow:
+    return AgentLogRow(
+        timestamp=f"2026-03-02T10:{minute:02d}:00-07:00",
+        agent=agent,
+        action=action,
+        outputs=outputs,
+    )
+
+
+def test_replay_reads_moves_reasons_forced_and_budget_confirmations() -> None:
+    rows = [
+        _row("story created (pending)"),
+        _row("status: pending -> generated (worth it) [budget overrun confirmed]", minute=1),
+        _row("elaboration v1 submitted: PASS", "elaboration.yaml", minute=2),
+        _row("status: generated -> blocked (waiting on infra)", minute=3),
+        _row("status: blocked -> generated", minute=4),
+        _row("elaboration v2 submitted: PASS", "elaboration.yaml", agent="bob", minute=5),
+        _row("elaboration v2 approved by pm", "looks right", minute=6),
+        _row("status: generated -> in-progress (FORCED: hotfix (urgent))", minute=7),
+        _row("status: in-progress -> code-review-failed", minute=8),
+        _row("updated title, priority", ""),
+    ]
+    history = replay("FLOW-001", rows, Status.PENDING, "f")
+    assert history.status is Status.CODE_REVIEW_FAILED
+    moves = [
+        (
+            t["source"],
+            t["target"],
+            t["reason"],
+            t["forced"],
+            t["budget_confirmed"],
+            t["story_version"],
+        )
+        for t in history.transitions
+    ]
+    assert moves == [
+        (None, Status.PENDING, "created", False, False, 1),
+        (Status.PENDING, Status.GENERATED, "worth it", False, True, 2),
+        (Status.GENERATED, Status.BLOCKED, "waiting on infra", False, False, 4),
+        (Status.BLOCKED, Status.GENERATED, None, False, False, 5),
+        (Status.GENERATED, Status.IN_PROGRESS, "hotfix (urgent)", True, False, 8),
+        (Status.IN_PROGRESS, Status.CODE_REVIEW_FAILED, None, False, False, 9),
+    ]
+    assert history.transitions[1]["at"] == datetime(2026, 3, 2, 17, 1, tzinfo=UTC)
+    assert history.review_iterations == 1 and history.qa_iterations == 0
+    assert history.blocked_from is None
+    submission = history.submissions[(ArtifactKind.ELABORATION, "elaboration.yaml")]
+    assert (submission.version, submission.agent, submission.story_version) == (2, "bob", 6)
+    assert history.approvals[0]["version"] == 2 and history.approvals[0]["note"] == "looks right"
+
+
+def test_replay_of_a_split_child_and_of_an_empty_log() -> None:
+    child = replay("FLOW-004", [_row("story created (split from FLOW-002)")], Status.PENDING, "f")
+    assert child.transitions[0]["reason"] == "split from FLOW-002"
+    empty = replay("FLOW-005", [], Status.GENERATED, "f")
+    assert empty.synthetic_creation and empty.status is Status.PENDING
+
+
+# ---- the log's state against the database's -------------------------------------------------
+
+
+def test_log_state_tells_behind_from_appended_from_tampered() -> None:
+    db = [_row(f"step {i}", minute=i) for i in range(4)]
+    assert log_state(db, db).tampered == [] and not log_state(db, db).behind
+    behind = log_state(db[:2], db)
+    assert behind.behind and behind.rows == 2 and not behind.tampered
+    extra = _row("hand note", minute=9)
+    ahead = log_state([*db, extra], db)
+    assert ahead.appended == [extra] and not ahead.behind
+    removed = log_state([db[0], db[2], db[3]], db)
+    assert removed.tampered and "removed" in removed.tampered[0]
+    edited = log_state([db[0], _row("changed", minute=1), db[2], db[3]], db)
+    assert edited.tampered and "edited" in edited.tampered[0]
+    # Markdown collapses whitespace in cells: not an edit
+    spaced = AgentLogRow(
+        timestamp=db[1].timestamp, agent="amy", action="step  1", outputs="story.yaml"
+    )
+    assert not log_state([db[0], spaced, db[2], db[3]], db).tampered
+
+
+def test_changed_by_reads_the_fields_later_rows_changed() -> None:
+    assert changed_by([_row("updated priority, title", "")]) == {"priority", "title"}
+    assert changed_by([_row("status: pending -> generated")]) == {"status"}
+    assert changed_by([_row("tokens: elaboration +10 (reported)", "Token Budget")]) == set()
+    assert "title" in changed_by([_row("something storyflow does not write")])
+
+
+# ---- names, markers, epic files -----------------------------------------------------------------
+
+
+def test_classifier_names_artifacts_by_layout() -> None:
+    staged = Classifier(LAYOUTS[LayoutName.STAGED])
+    assert staged.kind("code-review.yaml", "FLOW-001") is ArtifactKind.CODE_REVIEW
+    assert staged.kind("REVIEW.yaml", "FLOW-001") is ArtifactKind.CODE_REVIEW  # legacy
+    assert staged.kind("notes.md", "FLOW-001") is None
+    flat = Classifier(LAYOUTS[LayoutName.FLAT])
+    assert flat.kind("ELAB-REVI-001-20260302-1504.md", "REVI-001") is ArtifactKind.ELABORATION
+    assert flat.kind("ELAB-REVI-001-20260302-1504-2.md", "REVI-001") is ArtifactKind.ELABORATION
+    assert flat.kind("ELAB-REVI-002-20260302-1504.md", "REVI-001") is None  # another story's
+    assert flat.kind("QA-GATE-REVI-001.yaml", "REVI-001") is ArtifactKind.QA_GATE
+
+
+def test_conflict_markers_are_found_with_their_line() -> None:
+    assert conflict_marker_line("a: 1\nb: 2\n") is None
+    text = "a: 1\n<<<<<<< HEAD\nb: 2\n=======\nb: 3\n>>>>>>> theirs\n"
+    assert conflict_marker_line(text) == 2
+    assert conflict_marker_line("title: '<<<<<<< in a value'\n") is None
+
+
+def _epic() -> Epic:
+    moment = datetime(2026, 3, 2, 15, 4, 5, 123456, tzinfo=UTC)
+    return Epic(
+        prefix="REVI",
+        title="Revi",
+        layout=LayoutName.FLAT,
+        root="plans/stories",
+        timezone="America/Denver",
+        settings=EpicSettings(coverage_threshold=50.0, require_approval=True),
+        created_at=moment,
+        updated_at=moment,
+        version=3,
+    )
+
+
+def test_epic_file_round_trip_and_errors_with_lines() -> None:
+    text = epic_file.render(_epic())
+    assert epic_file.parse(text, "plans/stories/REVI.epic.yaml", "plans/stories") == _epic()
+    broken = text.replace("layout: flat", "layout: spiral")
+    with pytest.raises(InvalidInput) as caught:
+        epic_file.parse(broken, "plans/stories/REVI.epic.yaml", "plans/stories")
+    line = broken.splitlines().index("layout: spiral") + 1
+    assert caught.value.details["line"] == line
+    with pytest.raises(InvalidInput):
+        epic_file.parse(text, "plans/stories/FLOW.epic.yaml", "plans/stories")  # wrong name
