@@ -1,0 +1,71 @@
+"""Read-only access to the workspace tree by relative path: what ``storyflow check`` walks.
+
+A mixin of ``StoryFiles`` (it needs the same root and size limit); every path is relative to
+the workspace root and written with forward slashes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from storyflow.adapters.files.atomic import read_text
+from storyflow.domain.artifacts import ArtifactKind
+
+
+class WorkspaceReader:
+    root: Path
+    max_bytes: int
+
+    def _abs(self, rel: str) -> Path:
+        return self.root / rel if rel else self.root
+
+    def list_dir(self, rel: str) -> tuple[list[str], list[str]] | None:
+        """(folders, files) directly in ``rel``, sorted, hidden names left out; None when
+        ``rel`` is not a folder. An entry that cannot be followed counts as a file (reading
+        it then says why)."""
+        try:
+            entries = list(os.scandir(self._abs(rel)))
+        except (NotADirectoryError, FileNotFoundError):
+            return None
+        except OSError:
+            return None
+        folders: list[str] = []
+        files: list[str] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (folders if is_dir else files).append(entry.name)
+        return sorted(folders), sorted(files)
+
+    def files_under(self, rel: str, suffix: str) -> list[str]:
+        """Every file below ``rel`` whose name ends with ``suffix``, as relative paths."""
+        found: list[str] = []
+        pending = [rel]
+        while pending:
+            current = pending.pop()
+            listing = self.list_dir(current)
+            if listing is None:
+                continue
+            folders, files = listing
+            prefix = f"{current}/" if current else ""
+            found.extend(prefix + name for name in files if name.endswith(suffix))
+            pending.extend(prefix + name for name in folders)
+        return sorted(found)
+
+    def read_rel(self, rel: str) -> str:
+        """A UTF-8 file within the size limit; errors name ``rel`` (and the line for UTF-8)."""
+        return read_text(self._abs(rel), max_bytes=self.max_bytes, display=rel)
+
+    def exists_rel(self, rel: str) -> bool:
+        return os.path.exists(self._abs(rel))
+
+    def parse_artifact(self, raw: str, kind: ArtifactKind, file_name: str, display: str) -> Any:
+        from storyflow.adapters.files.story_files import parse_artifact_text
+
+        return parse_artifact_text(raw, kind, file_name, display)

@@ -1,0 +1,141 @@
+"""storyflow check, storyflow docs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from storyflow.entrypoints.cli.common import echo, emit_json, json_option, option, service_context
+
+# The check exits with the status of a refusal by a rule when it finds anything.
+FINDINGS_EXIT = 3
+
+
+def reference_files() -> dict[str, str]:
+    """Every generated reference file, from the live objects and this command tree."""
+    from storyflow.entrypoints.cli.main import cli
+    from storyflow.entrypoints.cli.reference import cli_reference
+    from storyflow.services.docs import reference
+
+    return reference(cli_reference(cli))
+
+
+def _relative(root: Path, paths: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """PATHS (relative to the current directory) as paths relative to the workspace root;
+    the ones outside it separately."""
+    inside: list[str] = []
+    outside: list[str] = []
+    base = root.resolve()
+    for raw in paths:
+        path = Path(raw).resolve()
+        try:
+            inside.append(path.relative_to(base).as_posix())
+        except ValueError:
+            outside.append(raw)
+    return inside, outside
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@json_option
+def check(paths: tuple[str, ...], as_json: bool) -> None:
+    """Validate the workspace: every story and artifact file against its schema and its
+    evidence, naming and folders, the front matter and the append-only Agent Log against the
+    database, tokens for every phase a completed story ran, dependency cycles, duplicate IDs,
+    stale generated docs and broken links in the docs. Read-only.
+
+    PATHS limits the check to what those files concern (the pre-commit hook passes the
+    staged files). Exit status 0 when clean, 3 on findings; each finding names the file,
+    the line where known, its code (docs/reference/checks.md) and a hint.
+    """
+    from storyflow.bootstrap import generated_docs
+    from storyflow.services import docs as docs_service
+    from storyflow.services.check import REFERENCE_DIR, run_check
+
+    with service_context() as ctx:
+        inside, outside = _relative(ctx.files.root, paths)
+        folder = generated_docs(ctx.files.root / REFERENCE_DIR)
+
+        def docs_drift() -> list[tuple[str, str]]:
+            existing = folder.generated()
+            if not existing:  # the workspace does not keep generated docs
+                return []
+            found = docs_service.drift(existing, reference_files())
+            return [(f"{REFERENCE_DIR}/{d.path}", d.reason) for d in found]
+
+        report = run_check(
+            ctx, paths=inside if paths else None, ignored=outside, docs_drift=docs_drift
+        )
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for finding in report.findings:
+            where = finding.file or "(workspace)"
+            if finding.line:
+                where += f":{finding.line}"
+            echo(f"{where}: {finding.code}: {finding.message}")
+            echo(f"    hint: {finding.hint}")
+        summary = f"{_count(report.stories, 'story folder')}, {_count(report.files, 'file')}"
+        if report.database == "empty":
+            summary += "; the database is empty, so the files were checked on their own"
+        verdict = "clean" if report.clean else f"{len(report.findings)} finding(s)"
+        echo(f"storyflow check: {verdict} ({summary})")
+    if not report.clean:
+        sys.exit(FINDINGS_EXIT)  # after the output; not an error, so no error body
+
+
+@click.command()
+@option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Write nothing; exit 3 and name the stale files when the docs drifted.",
+)
+@option(
+    "--output",
+    type=click.Path(file_okay=False),
+    help="The reference folder (default: docs/reference in the workspace, else here).",
+)
+@json_option
+@click.pass_context
+def docs(click_ctx: click.Context, check_only: bool, output: str | None, as_json: bool) -> None:
+    """Write the reference docs (statuses and edges, guards, error codes, budgets, layouts,
+    artifact JSON Schemas, check codes, this command reference) from the live objects.
+    Byte-stable: no timestamps. Needs no database."""
+    from storyflow.bootstrap import generated_docs
+    from storyflow.config import find_root
+    from storyflow.services import docs as docs_service
+
+    if output is None:
+        workspace = (click_ctx.find_root().obj or {}).get("workspace")
+        base = Path(workspace) if workspace else (find_root(Path.cwd()) or Path.cwd())
+        folder = base / docs_service.DEFAULT_DIR
+    else:
+        folder = Path(output)
+    wanted = reference_files()
+    found = docs_service.update(generated_docs(folder), wanted, check=check_only)
+    if as_json:
+        emit_json(
+            {
+                "directory": str(folder),
+                "check": check_only,
+                "files": len(wanted),
+                "stale" if check_only else "written": [
+                    {"path": d.path, "reason": d.reason} for d in found
+                ],
+            }
+        )
+    else:
+        for item in found:
+            verb = "stale" if check_only else "wrote" if item.path in wanted else "removed"
+            echo(f"{verb}: {folder / item.path} ({item.reason})")
+        state = "up to date" if not found else ("stale" if check_only else "updated")
+        echo(f"storyflow docs: {folder} {state} ({len(wanted)} files)")
+    if check_only and found:
+        sys.exit(FINDINGS_EXIT)

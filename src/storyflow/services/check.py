@@ -1,0 +1,297 @@
+"""``storyflow check``: validate the workspace, read-only.
+
+Reads the database in bulk (one query per table), walks the story folders once, and checks
+every story and artifact file: schemas and the evidence rules, naming and placement, the
+front matter and the append-only Agent Log against the database, tokens for every phase a
+completed story ran, dependency cycles, duplicate IDs, stale generated docs and broken links
+in the docs. Each finding has a stable code (``domain/checks.CHECK_CODES``), the file, the
+line where known, and a hint. PATHS narrows the check to what those files concern (the
+pre-commit hook passes the staged files).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from storyflow.domain.checks import AuditRows, dependency_cycles
+from storyflow.domain.findings import CHECK_CODES, Finding
+from storyflow.domain.layouts import LAYOUTS, stage_for
+from storyflow.domain.model import STORY_ID_RE, Epic, Story
+from storyflow.services.check_folders import StoryFolder, discover
+from storyflow.services.check_stories import StoryCheck, check_folder
+from storyflow.services.context import Context
+from storyflow.services.links import LinkChecker
+
+REFERENCE_DIR = "docs/reference"
+DOC_FILES = ("README.md", "AGENTS.md")
+# (path relative to the workspace, what is wrong with it)
+DocsDrift = Callable[[], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """What PATHS ask about: the stories their folders name, and the files themselves."""
+
+    ids: frozenset[str]
+    files: frozenset[str]
+
+    @classmethod
+    def of(cls, paths: Sequence[str]) -> Scope:
+        ids = {part for p in paths for part in p.split("/") if STORY_ID_RE.match(part)}
+        return cls(ids=frozenset(ids), files=frozenset(p.rstrip("/") for p in paths))
+
+    def covers_folder(self, folder: StoryFolder) -> bool:
+        return folder.id in self.ids or self._touches(folder.path)
+
+    def keeps(self, finding: Finding) -> bool:
+        if finding.story is not None and finding.story in self.ids:
+            return True
+        return finding.file is not None and self._touches(finding.file)
+
+    def _touches(self, path: str) -> bool:
+        return any(
+            f == path or f.startswith(path + "/") or path.startswith(f + "/") for f in self.files
+        )
+
+
+@dataclass(kw_only=True)
+class CheckReport:
+    findings: list[Finding]
+    stories: int
+    files: int
+    database: str  # "checked", or "empty" (no epics: the files are checked on their own)
+    paths: list[str] | None = None
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        by_code: dict[str, int] = defaultdict(int)
+        for finding in self.findings:
+            by_code[finding.code] += 1
+        return {
+            "findings": [f.to_json() for f in self.findings],
+            "summary": {
+                "clean": self.clean,
+                "findings": len(self.findings),
+                "by_code": dict(sorted(by_code.items())),
+                "stories": self.stories,
+                "files": self.files,
+                "database": self.database,
+                "paths": self.paths,
+                "ignored": self.ignored,
+            },
+        }
+
+
+@dataclass(kw_only=True)
+class _Folders:
+    """What checking the story folders gathered."""
+
+    findings: list[Finding] = field(default_factory=list)
+    checked: int = 0
+    files_read: int = 0
+    graph: dict[str, list[str]] = field(default_factory=dict)  # depends_on in the files
+    where: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+
+
+def run_check(
+    ctx: Context,
+    *,
+    paths: Sequence[str] | None = None,
+    ignored: Sequence[str] = (),
+    docs_drift: DocsDrift | None = None,
+) -> CheckReport:
+    """Check the workspace (or what ``paths``, relative to its root, concern)."""
+    scope = Scope.of(paths) if paths is not None else None
+    with ctx.store.transaction(write=False):
+        audit = ctx.store.audit_rows()
+    found = discover(ctx.files, audit.epics)
+    groups: dict[str, list[StoryFolder]] = defaultdict(list)
+    for folder in found.folders:
+        groups[folder.id].append(folder)
+    folders = _check_folders(ctx, audit, groups, scope)
+    epics = {e.prefix: e for e in audit.epics}
+    findings = found.findings + folders.findings
+    findings += _missing_folders(audit, groups, epics, scope)
+    findings += _graph_findings(audit, folders.graph, folders.where, set(groups))
+    if docs_drift is not None and (scope is None or _under(scope, REFERENCE_DIR)):
+        findings += [
+            Finding(code="CHECK_DOCS_STALE", file=path, message=f"{path}: {reason}")
+            for path, reason in docs_drift()
+        ]
+    docs = [d for d in DOC_FILES if ctx.files.exists_rel(d)] + ctx.files.files_under("docs", ".md")
+    if scope is not None:
+        docs = [d for d in docs if d in scope.files]
+    findings += LinkChecker(ctx.files).check(docs)
+    if scope is not None:
+        findings = [f for f in findings if scope.keeps(f)]
+    findings.sort(key=Finding.sort_key)
+    return CheckReport(
+        findings=findings,
+        stories=folders.checked,
+        files=folders.files_read + len(docs),
+        database="checked" if audit.epics else "empty",
+        paths=list(paths) if paths is not None else None,
+        ignored=list(ignored),
+    )
+
+
+def _check_folders(
+    ctx: Context,
+    audit: AuditRows,
+    groups: dict[str, list[StoryFolder]],
+    scope: Scope | None,
+) -> _Folders:
+    """Every story folder (in scope): duplicates, untracked stories, and each folder's own
+    checks, the database's story compared with the folder where it belongs."""
+    from storyflow.schemas.artifacts import validate  # pydantic: only when checking
+
+    epics = {e.prefix: e for e in audit.epics}
+    stories = {s.id: s for s in audit.stories}
+    today = ctx.now().date()
+    out = _Folders()
+    for story_id, folders in sorted(groups.items()):
+        story = stories.get(story_id)
+        epic = epics.get(folders[0].prefix)
+        primary = _primary(folders, epic, story)
+        listed = ", ".join(f.path + "/" for f in folders)
+        out.findings += [
+            Finding(
+                code="CHECK_DUPLICATE_ID",
+                file=f.path,
+                story=story_id,
+                message=f"{len(folders)} folders claim {story_id}: {listed}",
+            )
+            for f in folders
+            if f is not primary
+        ]
+        if audit.epics and story is None:
+            whose = f"story {story_id}" if epic else f"epic {folders[0].prefix}"
+            out.findings.append(
+                Finding(
+                    code="CHECK_UNTRACKED_STORY",
+                    file=primary.path,
+                    story=story_id,
+                    message=f"the database has no {whose} ({primary.path}/)",
+                )
+            )
+        for folder in folders:
+            if scope is not None and not scope.covers_folder(folder):
+                continue
+            item = StoryCheck(
+                folder=folder,
+                epic=epic,
+                story=story if folder is primary else None,
+                audit=audit,
+                today=today,
+                threshold=(epic.settings if epic else ctx.config).coverage_threshold,
+                validate=validate,
+            )
+            check_folder(ctx.files, item)
+            out.findings += item.findings
+            out.checked += 1
+            out.files_read += item.files_read
+            if folder is primary and item.depends_on is not None:
+                out.graph[story_id] = item.depends_on
+                out.where[story_id] = (item.story_file, item.depends_line)
+    return out
+
+
+def _under(scope: Scope, folder: str) -> bool:
+    return any(f == folder or f.startswith(folder + "/") for f in scope.files)
+
+
+def _expected_folder(epic: Epic, story: Story) -> str:
+    root = epic.root.strip("/")
+    if LAYOUTS[epic.layout].staged:
+        return f"{root}/{stage_for(story.status, story.blocked_from)}/{story.id}"
+    return f"{root}/{story.id}"
+
+
+def _primary(folders: list[StoryFolder], epic: Epic | None, story: Story | None) -> StoryFolder:
+    """The folder the database's story is compared with: where it belongs, else the first."""
+    if epic is not None and story is not None:
+        expected = _expected_folder(epic, story)
+        for folder in folders:
+            if folder.path == expected:
+                return folder
+    return folders[0]
+
+
+def _missing_folders(
+    audit: AuditRows,
+    groups: dict[str, list[StoryFolder]],
+    epics: dict[str, Epic],
+    scope: Scope | None,
+) -> list[Finding]:
+    findings = []
+    for story in audit.stories:
+        if story.id in groups or story.epic not in epics:
+            continue
+        if scope is not None and story.id not in scope.ids:
+            continue
+        epic = epics[story.epic]
+        path = f"{_expected_folder(epic, story)}/{LAYOUTS[epic.layout].story_file_name(story.id)}"
+        findings.append(
+            Finding(
+                code="CHECK_MISSING_STORY_FILE",
+                file=path,
+                story=story.id,
+                message=f"{story.id} ({story.status.value}) has no folder: {path} is missing",
+                hint=f"storyflow story render {story.id} writes it again",
+            )
+        )
+    return findings
+
+
+def _graph_findings(
+    audit: AuditRows,
+    file_graph: dict[str, list[str]],
+    where: dict[str, tuple[str | None, int | None]],
+    folder_ids: set[str],
+) -> list[Finding]:
+    db_graph = {s.id: list(s.depends_on) for s in audit.stories}
+    known = set(db_graph) | folder_ids
+    findings: list[Finding] = []
+    reported: set[frozenset[str]] = set()
+    for source, graph in (("database", db_graph), ("story files", file_graph)):
+        for cycle in dependency_cycles(graph):
+            members = frozenset(cycle)
+            if members in reported:
+                continue
+            reported.add(members)
+            file, line = where.get(cycle[0], (None, None))
+            findings.append(
+                Finding(
+                    code="CHECK_DEPENDENCY_CYCLE",
+                    file=file,
+                    line=line,
+                    story=cycle[0],
+                    message=f"dependency cycle in the {source}: " + " -> ".join(cycle),
+                )
+            )
+    for story_id, deps in sorted(file_graph.items()):
+        file, line = where.get(story_id, (None, None))
+        findings.extend(
+            Finding(
+                code="CHECK_UNKNOWN_DEPENDENCY",
+                file=file,
+                line=line,
+                story=story_id,
+                message=f"{story_id} depends on {dep}, which does not exist",
+            )
+            for dep in deps
+            if dep not in known
+        )
+    return findings
+
+
+def code_table() -> list[tuple[str, str, str]]:
+    """(code, what it means, what to do) for every finding code, as documented."""
+    return [(c.code, c.summary, c.hint) for c in CHECK_CODES.values()]
