@@ -1,0 +1,1 @@
+"""Agents behind one protocol (services/agents.py): ``scripted`` and ``command``."""

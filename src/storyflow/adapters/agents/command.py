@@ -1,0 +1,213 @@
+"""The command agent: any CLI (a coding agent in headless mode, a script) as an agent.
+
+The argv comes from a template with ``{story}``, ``{phase}``, ``{model}``, ``{story_dir}``,
+``{prompt_file}`` (and ``{reviewer}``, ``{run_id}``); no shell is involved. The prompt is
+rendered from the phase's template and given on stdin (or only as ``{prompt_file}``). The
+process runs in its own process group: a timeout, a hard budget or a shutdown kills the whole
+group. stdout goes to a file that is read as it grows, so streamed usage (``stream-json``)
+is seen while the agent works; the final JSON result gives usage and cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from storyflow.adapters.agents.output import StreamUsage, parse_output, review_of
+from storyflow.adapters.agents.prompts import render_prompt
+from storyflow.run_settings import AgentSpec
+from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
+
+POLL = 0.05  # seconds between looks at the process and its output
+GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the process group
+TAIL = 600  # characters of stderr quoted in an error
+
+
+class CommandAgent:
+    default_model: str | None = None
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        *,
+        state_dir: Path,
+        prompts_dir: Path,
+        model_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.state_dir = state_dir
+        self.prompts_dir = prompts_dir
+        self.model_ids = dict(model_ids or {})
+
+    def _argv(self, request: AgentRequest, prompt_file: Path) -> list[str]:
+        model = request.model or ""
+        values = {
+            "story": request.story_id,
+            "phase": request.phase,
+            "model": self.model_ids.get(model, model),
+            "story_dir": str(request.story_dir),
+            "prompt_file": str(prompt_file),
+            "reviewer": request.reviewer or "",
+            "run_id": request.run_id,
+        }
+        return [part.format(**values) for part in self.spec.command]
+
+    def _env(self, request: AgentRequest) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        env.update(
+            {
+                "STORYFLOW_STORY": request.story_id,
+                "STORYFLOW_PHASE": request.phase,
+                "STORYFLOW_RUN_ID": request.run_id,
+                "STORYFLOW_STORY_DIR": str(request.story_dir),
+                "STORYFLOW_REVIEWER": request.reviewer or "",
+                "STORYFLOW_MODEL": request.model or "",
+            }
+        )
+        return env
+
+    def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
+        folder = self.state_dir / "runs" / request.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = f"-{request.reviewer}" if request.reviewer else ""
+        prompt_file = folder / f"prompt{suffix}.md"
+        prompt_file.write_text(render_prompt(request, self.prompts_dir), encoding="utf-8")
+        out_path, err_path = folder / f"stdout{suffix}.txt", folder / f"stderr{suffix}.txt"
+        argv = self._argv(request, prompt_file)
+        with (
+            open(out_path, "wb") as out,
+            open(err_path, "wb") as err,
+            open(prompt_file, "rb")
+            if self.spec.prompt == "stdin"
+            else open(os.devnull, "rb") as stdin,
+        ):
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=request.workspace,
+                    stdin=stdin,
+                    stdout=out,
+                    stderr=err,
+                    env=self._env(request),
+                    start_new_session=True,  # its own process group, killed as a whole
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise AgentFailure(
+                    "AGENT_SPAWN_FAILED", f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+                ) from exc
+            stream = self._watch(proc, request, monitor, out_path)
+        stdout = out_path.read_text(encoding="utf-8", errors="replace")
+        stderr = err_path.read_text(encoding="utf-8", errors="replace")[-TAIL:].strip()
+        parsed = parse_output(stdout)
+        usage = parsed.usage if parsed is not None else stream.usage
+        monitor.usage(usage)
+        if proc.returncode != 0:
+            raise AgentFailure(
+                "EXTERNAL_SERVICE_DOWN",
+                f"{argv[0]} exited with status {proc.returncode}"
+                + (f": {stderr}" if stderr else ""),
+                usage=usage,
+            )
+        if parsed is None:
+            raise AgentFailure(
+                "MALFORMED_OUTPUT",
+                f"{argv[0]} printed no JSON result: {stdout.strip()[:200]!r}",
+                usage=usage,
+            )
+        if parsed.is_error:
+            raise AgentFailure(
+                "EXTERNAL_SERVICE_DOWN",
+                f"{argv[0]} reported an error: {parsed.result[:300]}",
+                usage=usage,
+            )
+        if request.reviewer is None:
+            return AgentResult(usage=usage, model=request.model, summary=parsed.result[:500])
+        review = review_of(parsed)
+        if review is None:
+            raise AgentFailure(
+                "MALFORMED_OUTPUT",
+                f"reviewer {request.reviewer}: no verdict (PASS/FAIL) in the agent's result",
+                usage=usage,
+            )
+        return AgentResult(
+            usage=usage,
+            model=request.model,
+            verdict=review["verdict"],
+            findings=tuple(review["findings"]),
+            coverage=review["coverage"],
+            summary=parsed.result[:500],
+        )
+
+    def _watch(
+        self, proc: subprocess.Popen[bytes], request: AgentRequest, monitor: Monitor, out: Path
+    ) -> StreamUsage:
+        """Wait for the process, reading streamed usage; kill its group on timeout or when
+        the monitor says stop."""
+        stream = StreamUsage()
+        deadline = time.monotonic() + request.timeout
+        offset = 0
+        while True:
+            try:
+                proc.wait(timeout=POLL)
+                finished = True
+            except subprocess.TimeoutExpired:
+                finished = False
+            offset = self._read(out, offset, stream, monitor, proc)
+            if finished:
+                return stream
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                raise AgentFailure(
+                    "AGENT_TIMEOUT",
+                    f"{self.spec.command[0]} ran past its timeout of {request.timeout:g} s; "
+                    "its process group was killed",
+                    usage=stream.usage,
+                )
+            try:
+                monitor.tick()
+            except AgentFailure as stop:
+                _kill_group(proc)
+                stop.usage = stop.usage if stop.usage.total else stream.usage
+                raise
+
+    @staticmethod
+    def _read(
+        out: Path, offset: int, stream: StreamUsage, monitor: Monitor, proc: subprocess.Popen[bytes]
+    ) -> int:
+        try:
+            with open(out, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except OSError:
+            return offset
+        if chunk and stream.feed(chunk.decode("utf-8", errors="replace")):
+            try:
+                monitor.usage(stream.usage)
+            except AgentFailure as stop:
+                _kill_group(proc)
+                stop.usage = stream.usage
+                raise
+        return offset + len(chunk)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it after a grace period, reap the leader."""
+    for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            if sig is signal.SIGTERM:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group
+            return
+        except subprocess.TimeoutExpired:
+            continue

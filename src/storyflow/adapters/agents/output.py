@@ -1,0 +1,188 @@
+"""Reading what a headless coding-agent CLI prints: usage, cost, result, verdict.
+
+Understood shapes: one JSON result object (Claude Code ``--output-format json``:
+``usage.input_tokens``, ``output_tokens``, ``cache_read_input_tokens``,
+``cache_creation_input_tokens``, ``total_cost_usd``, ``result``, ``is_error``), a JSON list of
+messages ending with such a result, and JSON lines (``stream-json``) whose assistant messages
+carry usage as they stream. OpenAI-style ``prompt_tokens`` / ``completion_tokens`` also count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storyflow.services.agents import Usage
+
+_VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parsed:
+    usage: Usage
+    result: str = ""
+    is_error: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)  # the result object, if any
+
+
+def usage_of(raw: Any) -> Usage | None:
+    if not isinstance(raw, Mapping):
+        return None
+
+    def number(*keys: str) -> int:
+        for key in keys:
+            value = raw.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return int(value)
+        return 0
+
+    return Usage(
+        input_tokens=number("input_tokens", "prompt_tokens"),
+        output_tokens=number("output_tokens", "completion_tokens"),
+        cache_read_tokens=number("cache_read_input_tokens", "cache_read_tokens"),
+        cache_write_tokens=number("cache_creation_input_tokens", "cache_write_tokens"),
+    )
+
+
+def _cost(obj: Mapping[str, Any]) -> float | None:
+    for key in ("total_cost_usd", "cost_usd"):
+        value = obj.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
+def _with_cost(usage: Usage, cost: float | None) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cost_usd=cost,
+    )
+
+
+class StreamUsage:
+    """Cumulative usage from JSON lines as they arrive (per message id, last one wins)."""
+
+    def __init__(self) -> None:
+        self._per_message: dict[str, Usage] = {}
+        self._anonymous = Usage()
+        self.final: Mapping[str, Any] | None = None
+        self._buffer = ""
+
+    def feed(self, text: str) -> bool:
+        """Add output; True when the cumulative usage changed."""
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        changed = False
+        for line in lines:
+            changed |= self._line(line)
+        return changed
+
+    def _line(self, line: str) -> bool:
+        line = line.strip()
+        if not line.startswith("{"):
+            return False
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        if obj.get("type") == "result":
+            self.final = obj
+            return True
+        message = obj.get("message")
+        if isinstance(message, Mapping) and usage_of(message.get("usage")) is not None:
+            usage = usage_of(message.get("usage"))
+            assert usage is not None
+            self._per_message[str(message.get("id", len(self._per_message)))] = usage
+            return True
+        usage = usage_of(obj.get("usage"))
+        if usage is not None:
+            self._anonymous = self._anonymous + usage
+            return True
+        return False
+
+    @property
+    def usage(self) -> Usage:
+        if self.final is not None:
+            final = usage_of(self.final.get("usage"))
+            if final is not None:
+                return _with_cost(final, _cost(self.final))
+        total = self._anonymous
+        for usage in self._per_message.values():
+            total = total + usage
+        return total
+
+
+def parse_output(text: str) -> Parsed | None:
+    """The agent's result, or None when stdout holds no JSON result at all."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        data = json.loads(stripped)
+    except ValueError:
+        data = None
+    if isinstance(data, list):
+        results = [d for d in data if isinstance(d, Mapping) and d.get("type") == "result"]
+        data = results[-1] if results else None
+    if isinstance(data, Mapping):
+        usage = usage_of(data.get("usage")) or Usage()
+        return Parsed(
+            usage=_with_cost(usage, _cost(data)),
+            result=str(data.get("result") or ""),
+            is_error=bool(data.get("is_error")),
+            data=data,
+        )
+    stream = StreamUsage()
+    stream.feed(stripped + "\n")
+    if stream.final is None and not stream.usage.total:
+        return None
+    final = stream.final or {}
+    return Parsed(
+        usage=stream.usage,
+        result=str(final.get("result") or ""),
+        is_error=bool(final.get("is_error")),
+        data=final,
+    )
+
+
+def review_of(parsed: Parsed) -> dict[str, Any] | None:
+    """A reviewer's verdict, findings and coverage: top-level keys of the result object,
+    a JSON object in the result text, or a ``VERDICT: PASS|FAIL`` line."""
+    candidates: list[Mapping[str, Any]] = [parsed.data]
+    text = parsed.result.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        try:
+            inner = json.loads(text[start : end + 1])
+        except ValueError:
+            inner = None
+        if isinstance(inner, Mapping):
+            candidates.insert(0, inner)
+    for candidate in candidates:
+        verdict = str(candidate.get("verdict") or "").upper()
+        if verdict in ("PASS", "FAIL"):
+            findings = candidate.get("findings")
+            coverage = candidate.get("coverage")
+            return {
+                "verdict": verdict,
+                "findings": [f for f in findings if isinstance(f, Mapping)]
+                if isinstance(findings, list)
+                else [],
+                "coverage": float(coverage)
+                if isinstance(coverage, int | float) and not isinstance(coverage, bool)
+                else None,
+            }
+    match = _VERDICT_LINE.search(parsed.result)
+    if match:
+        return {"verdict": match.group(1).upper(), "findings": [], "coverage": None}
+    return None

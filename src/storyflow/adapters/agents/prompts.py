@@ -1,0 +1,50 @@
+"""Prompts for command agents: a Markdown template per phase, shipped in the package; a
+``<phase>.md`` in the workspace's prompts folder (``runs.prompts``) overrides it.
+
+Templates use ``$name`` placeholders (``string.Template``), so braces in code samples stay
+as written: $story, $title, $epic, $phase, $role, $iteration, $attempt, $model, $reviewer,
+$workspace, $story_dir, $story_file, $artifact_file, $findings, $resume.
+"""
+
+from __future__ import annotations
+
+import string
+from importlib import resources
+from pathlib import Path
+
+from storyflow.services.agents import AgentRequest
+
+
+def template_text(phase: str, prompts_dir: Path) -> str:
+    override = prompts_dir / f"{phase}.md"
+    if override.is_file():
+        return override.read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath(f"prompts/{phase}.md").read_text("utf-8")
+
+
+def render_prompt(request: AgentRequest, prompts_dir: Path) -> str:
+    artifact = next(iter(request.artifact_files.values()), request.story_file)
+    findings = request.context.get("findings") or []
+    values = {
+        "story": request.story_id,
+        "title": request.title,
+        "epic": request.epic,
+        "phase": request.phase,
+        "role": request.role,
+        "iteration": str(request.iteration),
+        "attempt": str(request.attempt),
+        "model": request.model or "",
+        "reviewer": request.reviewer or "",
+        "workspace": str(request.workspace),
+        "story_dir": str(request.story_dir),
+        "story_file": str(request.story_file),
+        "artifact_file": str(artifact),
+        "findings": "\n".join(f"- {f}" for f in findings) or "(none recorded)",
+        "resume": (
+            "An earlier attempt of this iteration did not finish: continue from what is in "
+            "the story folder and the working tree.\n"
+            if request.resume
+            else ""
+        ),
+    }
+    return string.Template(template_text(request.phase, prompts_dir)).safe_substitute(values)

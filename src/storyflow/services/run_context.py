@@ -1,0 +1,192 @@
+"""What a run carries: its environment (settings, agents, worker identity, stop flags), one
+transaction across several services, and the monitor a running agent reports to.
+
+A phase's outcome -- artifacts submitted, tokens logged, the verdict's edge, the run row, the
+lease released -- commits as one transaction. The services it reuses (``artifacts.submit``,
+``tokens.log_tokens``, ``transitions.move``, ``stories.split_story``) each open their own
+``change(ctx)``; run through ``composed(ctx)`` they nest inside the outer one instead: their
+files are staged with the outer transaction's and published after its commit, and the story
+files are re-rendered once, after the commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from storyflow.domain.budgets import BudgetDecision, Enforcement
+from storyflow.domain.model import AgentLogRow, Epic
+from storyflow.run_settings import RunSettings
+from storyflow.services.agents import AgentFailure, AgentPort, Usage
+from storyflow.services.context import Context
+from storyflow.services.ports import FilesPort, PendingWritesPort
+from storyflow.services.projection import render_after_commit
+from storyflow.services.run_report import NullObserver, RunObserver
+
+
+@dataclass(kw_only=True)
+class RunEnv:
+    settings: RunSettings
+    agents: Callable[[str], AgentPort]  # agent name -> adapter
+    worker: str  # lease owner and runs.worker
+    observer: RunObserver = field(default_factory=NullObserver)
+    stop: threading.Event = field(default_factory=threading.Event)  # take no new run
+    abort: threading.Event = field(default_factory=threading.Event)  # interrupt the agent
+    sleep: Callable[[float], None] = time.sleep
+    run_ids: list[str] = field(default_factory=list)  # every run this env started or read
+
+    def lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.lease_seconds)
+
+
+class _SharedPending:
+    """The outer transaction's pending writes, seen by a nested service."""
+
+    def __init__(self, outer: PendingWritesPort) -> None:
+        self.outer = outer
+
+    def add(self, target: Path, text: str) -> None:
+        self.outer.add(target, text)
+
+    def publish(self) -> None:
+        pass  # the outer transaction publishes after its commit
+
+    def discard(self) -> None:
+        pass
+
+
+class _DeferredFiles:
+    """The files port, with pending writes shared and projections deferred."""
+
+    def __init__(self, inner: FilesPort, pending: PendingWritesPort) -> None:
+        self._inner = inner
+        self._pending = _SharedPending(pending)
+        self.projected: dict[str, Epic] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def pending(self) -> PendingWritesPort:
+        return self._pending
+
+    def project(
+        self,
+        epic: Epic,
+        story_id: str,
+        *,
+        state: Callable[[], Any],
+        rows_after: Callable[[int], list[AgentLogRow]],
+    ) -> Path | None:
+        self.projected[story_id] = epic
+        return None
+
+
+@contextmanager
+def composed(ctx: Context) -> Iterator[Context]:
+    """One transaction for several services: yields a context to call them with."""
+    from storyflow.services.unit_of_work import change
+
+    with change(ctx) as pending:
+        files = _DeferredFiles(ctx.files, pending)
+        yield replace(ctx, files=cast(FilesPort, files))
+    for story_id, epic in files.projected.items():
+        render_after_commit(ctx, epic, story_id)
+
+
+@contextmanager
+def traced(ctx: Context, trace_id: str) -> Iterator[None]:
+    """Events written meanwhile carry the run's trace id."""
+    store: Any = ctx.store
+    before = getattr(store, "trace_id", None)
+    store.trace_id = trace_id
+    try:
+        yield
+    finally:
+        store.trace_id = before
+
+
+class RunMonitor:
+    """A running agent's link to the engine: keeps the lease alive (from the worker's own
+    thread: the database connection is not shared), stops the agent on a hard budget, an
+    abort, or a lost lease."""
+
+    def __init__(
+        self,
+        *,
+        heartbeat: Callable[[], bool],
+        interval: float,
+        abort: threading.Event,
+        enforcement: Enforcement,
+        used_before: int,
+        hard_limit: int,
+        owner_thread: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._heartbeat = heartbeat
+        self._interval = interval
+        self._abort = abort
+        self._enforcement = enforcement
+        self._used_before = used_before
+        self._hard = hard_limit
+        self._owner = owner_thread if owner_thread is not None else threading.get_ident()
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+        self._streams: dict[int, Usage] = {}
+        self.lease_lost = False
+        self.stopped_by_budget: Usage | None = None
+
+    @property
+    def streamed(self) -> Usage:
+        with self._lock:
+            total = Usage()
+            for usage in self._streams.values():
+                total = total + usage
+            return total
+
+    def beat(self) -> None:
+        """Refresh the lease if due; only the worker's thread touches the database."""
+        if threading.get_ident() != self._owner:
+            return
+        now = self._clock()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        if not self._heartbeat():
+            self.lease_lost = True
+
+    def tick(self) -> None:
+        self.beat()
+        if self.lease_lost:
+            raise AgentFailure("LEASE_LOST", "the lease expired and another worker took over")
+        if self._abort.is_set():
+            raise AgentFailure("RUN_INTERRUPTED", "interrupted: the worker is shutting down")
+
+    def usage(self, so_far: Usage) -> None:
+        with self._lock:
+            self._streams[threading.get_ident()] = so_far
+        if self._enforcement is not Enforcement.HARD_GATE:
+            return
+        used = self._used_before + self.streamed.total
+        if used >= self._hard:
+            self.stopped_by_budget = self.streamed
+            raise AgentFailure(
+                "BUDGET_HARD_LIMIT",
+                f"hard_gate: the phase reached {used:,} tokens (hard limit {self._hard:,}); "
+                "the agent was stopped",
+                usage=so_far,
+            )
+
+
+def budget_line(decision: BudgetDecision) -> str:
+    return (
+        f"{decision.phase.value} used {decision.used:,} tokens "
+        f"(warning {decision.limits.warning:,}, hard {decision.limits.hard:,}, "
+        f"{decision.level.value})"
+    )

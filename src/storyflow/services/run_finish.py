@@ -1,0 +1,372 @@
+"""A run's end, as one transaction: its artifacts submitted, its tokens logged, the verdict's
+edge taken, the run closed -- or the failure recorded, with the story blocked when the
+failure is final (DESIGN §4's error contract). The caller releases the lease only after the
+commit's projection has moved the story folder, so the next worker finds it in place."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
+from storyflow.domain.budgets import BudgetAction, evaluate
+from storyflow.domain.phases import DONE, PhaseName
+from storyflow.domain.statuses import TERMINAL, Status
+from storyflow.services import artifacts as artifact_service
+from storyflow.services import tokens as token_service
+from storyflow.services import transitions
+from storyflow.services.agents import AgentFailure
+from storyflow.services.context import Context
+from storyflow.services.run_context import RunEnv, composed, traced
+from storyflow.services.run_failures import failure_plan
+from storyflow.services.run_plan import Action
+from storyflow.services.run_types import PhaseOutcome, Started, Work, event, lost, phase_event
+
+_STALE_NS = 50_000_000  # a file older than the run (by more than this) is not its output
+
+
+def _collect(ctx: Context, s: Started, since_ns: int) -> dict[ArtifactKind, Path]:
+    """The artifacts the agent wrote, found by the layout's names in the story folder."""
+    files: dict[ArtifactKind, Path] = {}
+    story = ctx.story(s.story.id)
+    for kind in s.phase.produces:
+        if kind is ArtifactKind.STORY:
+            _check_story_file(ctx, s)
+            continue
+        path = ctx.files.discover(s.epic, story, kind)
+        if path is None:
+            raise AgentFailure(
+                "MALFORMED_OUTPUT", f"the agent wrote no {kind.value} in the story folder"
+            )
+        latest = ctx.store.latest_artifact(story.id, kind)
+        stale = path.stat().st_mtime_ns < since_ns - _STALE_NS
+        if stale and latest is not None and latest.path == path.name:
+            from storyflow.adapters.files.story_files import sha256_text
+
+            if sha256_text(path.read_text(encoding="utf-8", errors="replace")) == latest.sha256:
+                raise AgentFailure(
+                    "MALFORMED_OUTPUT", f"the agent did not write a new {kind.value}"
+                )
+        files[kind] = path
+    return files
+
+
+def _check_story_file(ctx: Context, s: Started) -> None:
+    facts = transitions.StoreFacts(ctx, s.epic, ctx.story(s.story.id), ctx.now().date())
+    problems = facts.story_file_problems()
+    if problems:
+        raise AgentFailure(
+            "MALFORMED_OUTPUT", "the story file does not validate: " + "; ".join(problems[:3])
+        )
+
+
+def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> PhaseOutcome:
+    """The finish transaction of a run whose agent succeeded (raises AgentFailure)."""
+    work.files = _collect(ctx, s, since_ns) if s.action is Action.RUN else {}
+    usage = work.total
+    decision = evaluate(
+        phase=s.budget.phase,
+        level=s.budget.level,
+        used=s.used_before + usage.total,
+        limits=s.budget.limits,
+    )
+    if decision.action is BudgetAction.REFUSE:
+        raise AgentFailure(
+            "BUDGET_HARD_LIMIT",
+            f"hard_gate: {s.phase.budget_phase.value} reached {decision.used:,} tokens "
+            f"(hard limit {decision.limits.hard:,})",
+            usage=usage,
+        )
+    paused = decision.action is BudgetAction.CONFIRM
+    now = ctx.now()
+    runs = ctx.store.run_store()
+    verdict = work.verdict
+    target: Status | None = None
+    with traced(ctx, s.trace_id), composed(ctx) as nctx:
+        if not runs.holds(s.story.id, env.worker):
+            raise lost(s.story.id)
+        for kind, path in work.files.items():
+            result = artifact_service.submit(nctx, s.story.id, kind.value, path)
+            if kind in VERDICT_FIELD:
+                verdict = result["verdict"]
+        if s.action is Action.REUSE:
+            verdict = _fresh_verdict(nctx, s)
+        _log_tokens(nctx, s, work)
+        _agent_events(nctx, s, work)
+        if paused:
+            event(
+                nctx,
+                "budget",
+                s.story,
+                s.span_id,
+                phase=s.phase,
+                run_id=s.run_id,
+                action="paused",
+                used=decision.used,
+                hard_limit=decision.limits.hard,
+                enforcement=decision.level.value,
+            )
+            event(
+                nctx,
+                "checkpoint",
+                s.story,
+                s.span_id,
+                phase=s.phase,
+                run_id=s.run_id,
+                state="paused: soft_gate needs a confirmation",
+            )
+        elif s.phase.name is PhaseName.SPLIT:
+            from storyflow.services.stories import split_story
+
+            split_story(nctx, s.story.id, work.titles)
+            target = Status.SUPERSEDED
+        elif s.take_edge:
+            target = s.phase.edge_for(None if DONE in s.phase.edges else verdict)
+            transitions.move(nctx, s.story.id, target, lease_owner=env.worker)
+        status = "paused" if paused else "succeeded"
+        outcome = {
+            "from": s.source.value,
+            "to": target.value if target else None,
+            "tokens": {**usage.to_json(), "total": usage.total},
+            "reviewers": work.reviewers or None,
+            "artifacts": sorted(k.value for k in work.files),
+            "reused": s.action is Action.REUSE,
+            "split_into": work.titles or None,
+        }
+        event(
+            nctx,
+            "phase_complete",
+            s.story,
+            s.span_id,
+            phase=s.phase,
+            run_id=s.run_id,
+            attempt=s.attempt,
+            agent=s.agent,
+            model=s.model,
+            verdict=verdict,
+            status=status,
+            duration_ms=int((time.monotonic() - s.started) * 1000),
+            tokens=usage.to_json(),
+            to=outcome["to"],
+        )
+        if not runs.finish_run(
+            s.run_id,
+            worker=env.worker,
+            status=status,
+            verdict=verdict,
+            outcome={k: v for k, v in outcome.items() if v is not None},
+            model=s.model,
+            error_code=None,
+            error_message=None,
+            now=now,
+        ):
+            raise lost(s.story.id)
+    ended = phase_event(
+        s,
+        env,
+        status=status,
+        verdict=verdict,
+        target=target.value if target else None,
+        usage=usage,
+        message="paused: soft_gate budget needs storyflow story move --confirm-budget"
+        if paused
+        else None,
+    )
+    env.observer.on_phase_end(ended)
+    if paused:
+        env.observer.on_story_done(
+            s.story.id, s.story.status.value, "paused: budget confirmation needed"
+        )
+    elif target is not None and (target in TERMINAL or target is Status.BLOCKED):
+        env.observer.on_story_done(s.story.id, target.value, None)
+    return PhaseOutcome(
+        story_id=s.story.id,
+        phase=s.phase.name.value,
+        status=status,
+        run_id=s.run_id,
+        attempt=s.attempt,
+        verdict=verdict,
+        source=s.source.value,
+        target=target.value if target else None,
+        usage=usage,
+        message=ended.message,
+    )
+
+
+def _fresh_verdict(ctx: Context, s: Started) -> str | None:
+    for kind in s.phase.produces:
+        latest = ctx.store.latest_artifact(s.story.id, kind)
+        if latest is not None and latest.verdict:
+            return latest.verdict
+    return None
+
+
+def _log_tokens(ctx: Context, s: Started, work: Work) -> None:
+    reviewers = ", ".join(sorted(work.reviewers)) if work.reviewers else None
+    for model, usage in work.usage.items():
+        if not usage.total:
+            continue
+        known = model if model in ctx.config.models else None
+        token_service.log_tokens(
+            ctx,
+            s.story.id,
+            s.phase.budget_phase.value,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read=usage.cache_read_tokens,
+            cache_write=usage.cache_write_tokens,
+            model=known,
+            agent=s.agent,
+            cost_usd=usage.cost_usd,
+            run_id=s.run_id,
+            note=f"{s.phase.name.value} attempt {s.attempt}"
+            + (f" (reviewers: {reviewers})" if reviewers else ""),
+        )
+
+
+def _agent_events(ctx: Context, s: Started, work: Work) -> None:
+    from storyflow.adapters.db.store import new_span_id
+
+    if s.action is not Action.RUN or s.phase.name is PhaseName.SPLIT:
+        return
+    span = new_span_id()
+    common = {
+        "run_id": s.run_id,
+        "attempt": s.attempt,
+        "agent": s.agent,
+        "parent_span_id": s.span_id,
+    }
+    event(
+        ctx,
+        "agent_spawn",
+        s.story,
+        span,
+        phase=s.phase,
+        at=s.spawned_at,
+        model=s.model,
+        reviewers=sorted(work.reviewers) or None,
+        **common,
+    )
+    usage = work.total
+    event(
+        ctx,
+        "agent_complete",
+        s.story,
+        span,
+        phase=s.phase,
+        at=work.ended_at,
+        model=s.model,
+        duration_ms=_ms(s.spawned_at, work.ended_at),
+        tokens=usage.to_json(),
+        cost_usd=usage.cost_usd,
+        verdict=work.verdict,
+        reviewers=work.reviewers or None,
+        **common,
+    )
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return int((end - start).total_seconds() * 1000)
+
+
+def fail(ctx: Context, env: RunEnv, s: Started, failure: AgentFailure) -> PhaseOutcome:
+    """Record a failed attempt: tokens, error event, run row; block when it is final."""
+    runs = ctx.store.run_store()
+    now = ctx.now()
+    usage = failure.usage
+    if failure.code == "LEASE_LOST":
+        return failed_outcome(s, failure, "lost", None)
+    with traced(ctx, s.trace_id), composed(ctx) as nctx:
+        if not runs.holds(s.story.id, env.worker):
+            return failed_outcome(s, failure, "lost", None)
+        recent = runs.last_statuses(s.story.id, env.settings.circuit_breaker)
+        plan = failure_plan(
+            env.settings, failure.code, failure.message, attempt=s.attempt, recent=recent
+        )
+        if usage.total:
+            work = Work(usage={s.model: usage})
+            _log_tokens(nctx, s, work)
+        event(
+            nctx,
+            "error",
+            s.story,
+            s.span_id,
+            phase=s.phase,
+            run_id=s.run_id,
+            attempt=s.attempt,
+            agent=s.agent,
+            error_code=failure.code,
+            message=failure.message,
+            retry_in=plan.retry_in,
+            blocked=plan.block_reason,
+            tokens=usage.to_json() if usage.total else None,
+        )
+        if failure.code == "BUDGET_HARD_LIMIT":
+            event(
+                nctx,
+                "budget",
+                s.story,
+                s.span_id,
+                phase=s.phase,
+                run_id=s.run_id,
+                action="stopped",
+                enforcement=s.budget.level.value,
+                used=s.used_before + usage.total,
+                hard_limit=s.budget.limits.hard,
+            )
+        if plan.block_reason:
+            transitions.move(
+                nctx, s.story.id, Status.BLOCKED, reason=plan.block_reason, lease_owner=env.worker
+            )
+        runs.finish_run(
+            s.run_id,
+            worker=env.worker,
+            status=plan.status,
+            verdict=None,
+            outcome={
+                "tokens": {**usage.to_json(), "total": usage.total},
+                "retry_in": plan.retry_in,
+                "blocked": plan.block_reason,
+            },
+            model=s.model,
+            error_code=failure.code,
+            error_message=failure.message,
+            now=now,
+        )
+    outcome = failed_outcome(
+        s, failure, "blocked" if plan.block_reason else plan.status, plan.retry_in
+    )
+    env.observer.on_error(
+        phase_event(
+            s,
+            env,
+            status=outcome.status,
+            error_code=failure.code,
+            message=failure.message,
+            usage=usage,
+        )
+    )
+    if plan.block_reason:
+        env.observer.on_story_done(s.story.id, Status.BLOCKED.value, plan.block_reason)
+    return outcome
+
+
+def failed_outcome(
+    s: Started, failure: AgentFailure, status: str, retry_in: float | None
+) -> PhaseOutcome:
+    return PhaseOutcome(
+        story_id=s.story.id,
+        phase=s.phase.name.value,
+        status=status,
+        run_id=s.run_id,
+        attempt=s.attempt,
+        source=s.source.value,
+        target=Status.BLOCKED.value if status == "blocked" else None,
+        usage=failure.usage,
+        error_code=failure.code,
+        message=failure.message,
+        retry_in=retry_in,
+    )

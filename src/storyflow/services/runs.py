@@ -1,0 +1,310 @@
+"""Running one phase of one story (DESIGN §4): the run engine's core.
+
+    lease held -> start (one transaction: choose the phase by its re-run mode, key the run,
+    record it, move to the running status) -> the agent works (run_agent.py: heartbeats,
+    budget watch, parallel reviewers) -> finish (run_finish.py, one transaction: submit its
+    artifacts, log its tokens, take the verdict's edge, close the run) -- or record the
+    failure, retry with backoff, block the story when the failure is final. The caller
+    releases the lease once the story file and folder are projected.
+
+The idempotency key (story, phase, iteration, attempt, input artifact versions) is unique:
+a dispatch whose key already has an outcome returns that outcome and never runs the agent;
+a key whose run was left running by a dead worker is adopted by the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.budgets import BudgetDecision, evaluate
+from storyflow.domain.model import Epic, Story
+from storyflow.domain.phases import Phase
+from storyflow.domain.statuses import Status
+from storyflow.errors import ConflictError, StoryflowError
+from storyflow.services import transitions
+from storyflow.services.agents import AgentFailure
+from storyflow.services.context import Context
+from storyflow.services.projection import effective_budgets, enforcement_of
+from storyflow.services.run_agent import heartbeat, invoke
+from storyflow.services.run_context import RunEnv, composed, traced
+from storyflow.services.run_failures import from_error
+from storyflow.services.run_finish import fail, failed_outcome, finish
+from storyflow.services.run_plan import Action, choose, loop_cap_reason, reuses_fresh, run_key
+from storyflow.services.run_types import (
+    PhaseOutcome,
+    Started,
+    event,
+    lost,
+    new_run_id,
+    phase_event,
+)
+
+__all__ = ["PhaseOutcome", "run_phase", "start", "worker_name"]
+
+
+def _iteration(ctx: Context, story: Story, phase: Phase) -> int:
+    entered = ctx.store.run_store().entries(story.id, phase.anchor)
+    return entered if story.status is phase.anchor else entered + 1
+
+
+def _recorded(story: Story, phase: Phase, row: dict[str, Any], status: str) -> PhaseOutcome:
+    outcome = row.get("outcome") or {}
+    return PhaseOutcome(
+        story_id=story.id,
+        phase=phase.name.value,
+        status="paused" if row["status"] == "paused" else status,
+        recorded=True,
+        run_id=row["id"],
+        attempt=int(row["attempt"]),
+        verdict=row.get("verdict"),
+        source=outcome.get("from"),
+        target=outcome.get("to"),
+        error_code=row.get("error_code"),
+        message="recorded outcome returned; the agent did not run again",
+    )
+
+
+def start(
+    ctx: Context, env: RunEnv, story_id: str, *, named: str | None, force: bool
+) -> Started | PhaseOutcome:
+    """The start transaction. Returns what to run, or the outcome when nothing runs."""
+    from storyflow.adapters.db.store import new_span_id, new_trace_id
+
+    runs = ctx.store.run_store()
+    now = ctx.now()
+    trace_id, span_id = new_trace_id(), new_span_id()
+    with traced(ctx, trace_id), composed(ctx) as nctx:
+        loaded = nctx.load(story_id)
+        story, epic = loaded.story, loaded.epic
+        if not runs.holds(story_id, env.worker):
+            raise lost(story_id)
+        phase, action = choose(story, named, force=force)
+        reason = loop_cap_reason(story, phase, env.settings.review_loop_cap)
+        if reason and action is Action.RUN:
+            transitions.move(nctx, story_id, Status.BLOCKED, reason=reason, lease_owner=env.worker)
+            event(
+                nctx,
+                "error",
+                story,
+                span_id,
+                phase=phase,
+                error_code="REVIEW_LOOP_CAP",
+                message=reason,
+            )
+            return PhaseOutcome(
+                story_id=story_id,
+                phase=phase.name.value,
+                status="blocked",
+                source=story.status.value,
+                target=Status.BLOCKED.value,
+                error_code="REVIEW_LOOP_CAP",
+                message=reason,
+            )
+        rows = runs.runs_of(story_id, phase.name.value)
+        if action is Action.SKIP:
+            done = [r for r in rows if r["status"] in ("succeeded", "paused")]
+            if done:
+                return _recorded(story, phase, done[-1], "skipped")
+            return PhaseOutcome(
+                story_id=story_id,
+                phase=phase.name.value,
+                status="skipped",
+                message=f"{story.id} is already {story.status.value}",
+            )
+        if action is Action.RUN and reuses_fresh(phase) and _fresh_outputs(nctx, story, phase):
+            action = Action.REUSE
+        source = story.status
+        if action is Action.RUN and phase.running and story.status is not phase.running:
+            # Into the running status first: a retry then keys the run the same way.
+            transitions.move(nctx, story_id, phase.running, lease_owner=env.worker)
+            story = nctx.story(story_id)
+        iteration = _iteration(nctx, story, phase)
+        versions = runs.artifact_versions(story_id)
+        inputs = {k.value: versions.get(k.value, 0) for k in phase.reads}
+        by_key = {r["idempotency_key"]: r for r in rows}
+        attempt, existing = 1, None
+        while True:
+            key = run_key(story_id, phase.name, iteration, attempt, inputs)
+            existing = by_key.get(key)
+            if existing is None or existing["status"] == "running":
+                break
+            if existing["status"] in ("failed", "abandoned"):
+                attempt += 1
+                continue
+            return _recorded(story, phase, existing, "recorded")
+        spec = env.settings.agent_for(phase.name.value)
+        agent_name = spec.name if action is Action.RUN else "storyflow"
+        model = _model(nctx, env, epic, story, phase, agent_name)
+        run_id = existing["id"] if existing is not None else new_run_id()
+        if existing is not None:
+            runs.adopt_run(
+                run_id, worker=env.worker, agent=agent_name, model=model, trace_id=trace_id, now=now
+            )
+        elif not runs.insert_run(
+            run_id=run_id,
+            story_id=story_id,
+            phase=phase.name.value,
+            attempt=attempt,
+            key=key,
+            agent=agent_name,
+            model=model,
+            worker=env.worker,
+            trace_id=trace_id,
+            started_at=now,
+        ):
+            raise ConflictError(
+                f"{story_id}: a run with the same key started meanwhile",
+                code="STORY_LOCKED",
+                hint="another worker runs this phase",
+                details={"story": story_id, "phase": phase.name.value},
+            )
+        runs.abandon_running(
+            story_id,
+            keep=run_id,
+            now=now,
+            message=f"its worker died; {env.worker} took the story over",
+        )
+        runs.set_lease_run(story_id, owner=env.worker, run_id=run_id, phase=phase.name.value)
+        event(
+            nctx,
+            "phase_start",
+            story,
+            span_id,
+            phase=phase,
+            run_id=run_id,
+            attempt=attempt,
+            agent=agent_name,
+            model=model,
+            iteration=iteration,
+            worker=env.worker,
+            adopted=existing is not None,
+        )
+        used = nctx.store.phase_total(story_id, phase.budget_phase)
+        budget = _decide_budget(nctx, epic, story, phase, used)
+    env.run_ids.append(run_id)
+    started = Started(
+        story=story,
+        epic=epic,
+        phase=phase,
+        action=action,
+        run_id=run_id,
+        attempt=attempt,
+        iteration=iteration,
+        trace_id=trace_id,
+        span_id=span_id,
+        agent=agent_name,
+        model=model,
+        source=source,
+        resume=attempt > 1 or existing is not None,
+        take_edge=story.status in phase.starts or story.status is phase.running,
+        used_before=used,
+        budget=budget,
+    )
+    env.observer.on_phase_start(phase_event(started, env, status="running"))
+    return started
+
+
+def _model(
+    ctx: Context, env: RunEnv, epic: Epic, story: Story, phase: Phase, agent: str
+) -> str | None:
+    from storyflow.services.models import resolve_model
+
+    model = resolve_model(ctx.config, epic, story, phase.name, phase.role, agent)
+    if model is None and agent != "storyflow":
+        model = env.agents(agent).default_model
+    return model
+
+
+def _fresh_outputs(ctx: Context, story: Story, phase: Phase) -> bool:
+    """Whether this iteration's outputs exist already (a run that died after its agent
+    wrote them, or a person submitted them): only inside the iteration's anchor status."""
+    if story.status is not phase.anchor or not phase.produces:
+        return False
+    if ArtifactKind.STORY in phase.produces:
+        return False
+    entered = ctx.store.entered_version(story.id, phase.anchor)
+    for kind in phase.produces:
+        latest = ctx.store.latest_artifact(story.id, kind)
+        if latest is None or latest.story_version <= entered:
+            return False
+    return True
+
+
+def _decide_budget(
+    ctx: Context, epic: Epic, story: Story, phase: Phase, used: int
+) -> BudgetDecision:
+    limits = effective_budgets(ctx, epic)[phase.budget_phase].scaled(story.token_budget_multiplier)
+    return evaluate(
+        phase=phase.budget_phase, level=enforcement_of(epic, story), used=used, limits=limits
+    )
+
+
+def attempt(ctx: Context, env: RunEnv, s: Started) -> PhaseOutcome:
+    """One attempt: the agent, then the finish transaction -- or the failure recorded, with
+    the tokens the agent spent either way."""
+    since = time.time_ns()
+    work = None
+    try:
+        work = invoke(ctx, env, s)
+        return finish(ctx, env, s, work, since)
+    except AgentFailure as failure:
+        if work is not None and not failure.usage.total:
+            failure.usage = work.total
+        return fail(ctx, env, s, failure)
+    except StoryflowError as error:  # the outcome was refused: an agent's fault, or lost
+        refused = from_error(error)
+        if refused is None and isinstance(error, ConflictError):
+            return failed_outcome(s, AgentFailure(error.code, error.message), "lost", None)
+        if refused is None:
+            raise
+        if work is not None:
+            refused.usage = work.total
+        return fail(ctx, env, s, refused)
+
+
+def run_phase(
+    ctx: Context, env: RunEnv, story_id: str, *, named: str | None = None, force: bool = False
+) -> PhaseOutcome:
+    """Run the story's next (or named) phase; the caller holds the story's lease."""
+    while True:
+        started = start(ctx, env, story_id, named=named, force=force)
+        if isinstance(started, PhaseOutcome):
+            return started
+        outcome = attempt(ctx, env, started)
+        if outcome.status != "failed" or outcome.retry_in is None:
+            return outcome
+        if not _backoff(ctx, env, story_id, outcome.retry_in):
+            _release(ctx, env, story_id)
+            return outcome
+        force = False
+
+
+def _backoff(ctx: Context, env: RunEnv, story_id: str, seconds: float) -> bool:
+    """Wait before a retry, keeping the lease alive; False when told to stop."""
+    deadline = time.monotonic() + seconds
+    beat = max(min(env.settings.heartbeat_seconds, seconds), 0.01)
+    while True:
+        left = deadline - time.monotonic()
+        if env.abort.is_set() or env.stop.is_set():
+            return False
+        if left <= 0:
+            return True
+        env.sleep(min(beat, left, 0.2))
+        if not heartbeat(ctx, env, story_id):
+            return False
+
+
+def _release(ctx: Context, env: RunEnv, story_id: str) -> None:
+    with ctx.store.transaction():
+        ctx.store.run_store().release(story_id, owner=env.worker)
+
+
+def worker_name(index: int = 0) -> str:
+    """A lease owner unique to this process and thread slot."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{index}:{threading.get_ident() % 10_000}"

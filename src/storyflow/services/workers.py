@@ -1,0 +1,210 @@
+"""Workers: claim the next actionable story, run its phase, repeat.
+
+A pool runs N worker threads, each with its own Context (its own database connection:
+SQLite connections are not shared across threads). A claim is one transaction: candidates
+in order (priority, then the stories closest to done, then age), locked with ``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, and the lease upsert decides. An expired lease is taken over
+and the takeover recorded (a ``lock`` event; ``story_leases.takeovers``). Idle means nothing
+is claimable and no lease is active, seen in one snapshot -- so a worker waiting on another
+worker's story (a dependency, an orphaned lease) keeps polling until it can go on.
+
+``stop`` lets running phases finish and takes no new story; ``abort`` interrupts the agents,
+records their runs as abandoned and releases the leases.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from storyflow.domain.model import parse_story_id
+from storyflow.domain.phases import actionable_statuses
+from storyflow.errors import ConflictError, StoryflowError
+from storyflow.services.context import Context
+from storyflow.services.run_context import RunEnv
+from storyflow.services.runs import PhaseOutcome, run_phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claimed:
+    story_id: str
+    takeover: bool
+
+
+def _record_takeover(ctx: Context, env: RunEnv, story_id: str, previous: dict[str, object]) -> None:
+    story = ctx.store.get_story(story_id)
+    ctx.store.insert_event(
+        type="lock",
+        at=ctx.now(),
+        story_id=story_id,
+        epic=story.epic if story else None,
+        actor=ctx.actor,
+        payload={
+            "action": "takeover",
+            "owner": env.worker,
+            "previous_owner": previous.get("owner"),
+            "previous_run": previous.get("run_id"),
+            "expired_at": previous.get("expires_at"),
+        },
+    )
+
+
+def claim_next(ctx: Context, env: RunEnv, *, epic: str | None) -> Claimed | bool:
+    """Lease the next actionable story; when there is none, whether the scope is idle."""
+    runs = ctx.store.run_store()
+    statuses = actionable_statuses()
+    now = ctx.now()
+    limit = 2 if ctx.store.dialect == "postgresql" else 4
+    with ctx.store.transaction():
+        for row in runs.candidates(now=now, statuses=statuses, epic=epic, limit=limit):
+            took = runs.acquire(
+                row["id"], owner=env.worker, phase=None, now=now, expires=env.lease_until(now)
+            )
+            if took is None:
+                continue
+            if took:
+                _record_takeover(
+                    ctx, env, row["id"], {"owner": row["l_owner"], "run_id": row["l_run_id"]}
+                )
+            return Claimed(story_id=row["id"], takeover=took)
+        claimable, busy = runs.idle_state(now=now, statuses=statuses, epic=epic)
+    return claimable == 0 and busy == 0
+
+
+def acquire_story(ctx: Context, env: RunEnv, story_id: str, *, wait: bool) -> bool:
+    """Lease one story for ``storyflow run ID``: STORY_LOCKED (exit 5) when another run
+    holds it, or wait for it with ``wait``. Returns whether it was a takeover."""
+    runs = ctx.store.run_store()
+    while True:
+        now = ctx.now()
+        with ctx.store.transaction():
+            previous = runs.lease_row(story_id)
+            took = runs.acquire(
+                story_id, owner=env.worker, phase=None, now=now, expires=env.lease_until(now)
+            )
+            if took:
+                _record_takeover(ctx, env, story_id, dict(previous or {}))
+        if took is not None:
+            return took
+        if not wait or env.abort.is_set() or env.stop.is_set():
+            holder = previous or {}
+            raise ConflictError(
+                f"{story_id} is being run by {holder.get('owner')} "
+                f"(lease until {holder.get('expires_at')})",
+                code="STORY_LOCKED",
+                hint=f"wait for it (storyflow run {story_id} --wait) or let the lease expire",
+                details={
+                    "story": story_id,
+                    "owner": holder.get("owner"),
+                    "run_id": holder.get("run_id"),
+                    "expires_at": holder.get("expires_at"),
+                },
+            )
+        env.sleep(env.settings.poll_seconds)
+
+
+def release(ctx: Context, env: RunEnv, story_id: str) -> None:
+    with ctx.store.transaction():
+        ctx.store.run_store().release(story_id, owner=env.worker)
+
+
+def run_story(
+    ctx: Context,
+    env: RunEnv,
+    story_id: str,
+    *,
+    phase: str | None = None,
+    force: bool = False,
+    wait: bool = False,
+) -> PhaseOutcome:
+    """``storyflow run ID``: the story's next (or named) phase, under its lease."""
+    parse_story_id(story_id)
+    ctx.story(story_id)  # not found: exit 6 before any lease
+    acquire_story(ctx, env, story_id, wait=wait)
+    try:
+        return run_phase(ctx, env, story_id, named=phase, force=force)
+    finally:
+        release(ctx, env, story_id)
+
+
+def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> None:
+    """One worker: claim, run, repeat until stopped (or idle, with ``until_idle``)."""
+    while not env.stop.is_set():
+        claimed = claim_next(ctx, env, epic=epic)
+        if isinstance(claimed, Claimed):
+            try:
+                run_phase(ctx, env, claimed.story_id)
+            except StoryflowError as error:
+                # A phase refused before it started (e.g. a hand edit broke the story file):
+                # the story stays, this worker goes on with others.
+                log.warning("%s: %s", claimed.story_id, error.message)
+                from storyflow.services.run_report import PhaseEvent
+
+                env.observer.on_error(
+                    PhaseEvent(
+                        story_id=claimed.story_id,
+                        epic=epic or "",
+                        title="",
+                        phase="",
+                        run_id=None,
+                        attempt=0,
+                        worker=env.worker,
+                        status="failed",
+                        error_code=error.code,
+                        message=error.message,
+                    )
+                )
+                env.sleep(env.settings.poll_seconds)
+            finally:
+                release(ctx, env, claimed.story_id)
+            continue
+        if claimed and until_idle:
+            return
+        env.sleep(env.settings.poll_seconds)
+
+
+def run_pool(
+    open_ctx: Callable[[], Context],
+    env: RunEnv,
+    *,
+    workers: int,
+    epic: str | None,
+    until_idle: bool,
+    name: Callable[[int], str],
+) -> list[str]:
+    """N workers in threads, each with its own context; returns every run id they touched.
+    Returns when all have stopped; re-raises the first unexpected error."""
+    errors: list[BaseException] = []
+    envs = [replace(env, worker=name(i), run_ids=[]) for i in range(workers)]
+
+    def body(worker_env: RunEnv) -> None:
+        try:
+            ctx = open_ctx()
+        except BaseException as exc:
+            errors.append(exc)
+            env.stop.set()
+            return
+        try:
+            work_loop(ctx, worker_env, epic=epic, until_idle=until_idle)
+        except BaseException as exc:
+            errors.append(exc)
+            env.stop.set()
+        finally:
+            ctx.store.close()
+
+    threads = [
+        threading.Thread(target=body, args=(e,), name=f"storyflow-worker-{i}", daemon=True)
+        for i, e in enumerate(envs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.2)  # the main thread stays free for signals
+    if errors:
+        raise errors[0]
+    return [run_id for e in envs for run_id in e.run_ids]

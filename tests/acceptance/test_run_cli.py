@@ -1,0 +1,160 @@
+"""`storyflow run` as a user runs it: one phase of one story, a lease that keeps a second run
+out (exit 5) or makes it wait, the refusals, a soft_gate pause, and a whole epic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from storyflow.domain.budgets import Enforcement
+from tests.run_support import configure, epic_with, runs_of, scenario
+from tests.support import Workspace
+
+
+def _command() -> list[str]:
+    exe = Path(sys.executable).with_name("storyflow")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
+
+
+def spawn(ws: Workspace, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*_command(), *args],
+        cwd=ws.root,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_lease(ws: Workspace, story: str, timeout: float = 30) -> None:
+    ctx = ws.ctx()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctx.store.lease(story) is not None:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nobody leased {story}")
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, Any, str]:
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, json.loads(out) if out.strip() else None, err
+
+
+def test_two_runs_of_one_story_one_runs_the_other_exits_5(workspace: Workspace) -> None:
+    scenario(workspace, {"phases": {"generate": {"delay": 2}, "elaborate": {"delay": 2}}})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    (story,) = epic_with(workspace.ctx(), 1)
+    first = spawn(workspace, "run", story, "--json")
+    wait_for_lease(workspace, story)
+    second = spawn(workspace, "run", story, "--json")
+    lost_code, lost, _ = finish(second)
+    won_code, won, err = finish(first)
+    assert (won_code, lost_code) == (0, 5), err
+    assert lost["error"]["code"] == "STORY_LOCKED"
+    assert lost["error"]["details"]["story"] == story and lost["error"]["details"]["owner"]
+    assert (won["phase"], won["status"], won["to"]) == ("generate", "succeeded", "generated")
+    history = workspace.run("story", "history", story, "--json").json
+    assert [h["to_status"] for h in history] == ["pending", "generated"]
+    # --wait: the second run waits for the lease, then runs the next phase
+    first = spawn(workspace, "run", story, "--json")
+    wait_for_lease(workspace, story)
+    waiting = spawn(workspace, "run", story, "--wait", "--json")
+    assert finish(first)[0] == 0
+    code, waited, err = finish(waiting)
+    assert code == 0, err
+    assert waited["phase"] == "plan"
+    ctx = workspace.ctx()
+    assert [r["phase"] for r in runs_of(ctx, story)] == ["generate", "elaborate", "plan"]
+
+
+def test_run_refuses_what_it_cannot_do(workspace: Workspace) -> None:
+    configure(workspace)
+    ctx = workspace.ctx()
+    first, second = epic_with(ctx, 2)
+    cases = [
+        (("run", first, "--phase", "review"), 3, "PHASE_NOT_APPLICABLE"),
+        (("run", first, "--phase", "deploy"), 7, "UNKNOWN_RUN_PHASE"),
+        (("run", "FLOW-999"), 6, "STORY_NOT_FOUND"),
+        (("run",), 2, "USAGE"),
+        (("run", first, "--epic", "FLOW"), 2, "USAGE"),
+    ]
+    for args, status, code in cases:
+        result = workspace.run(*args, "--json")
+        assert result.code == status, (args, result)
+        assert result.json["error"]["code"] == code
+    assert workspace.run("story", "block", second, "--reason", "waiting").code == 0
+    blocked = workspace.run("run", second, "--json")
+    assert blocked.code == 3 and blocked.json["error"]["code"] == "NOTHING_TO_RUN"
+    assert workspace.run("run", first).code == 0
+    again = workspace.run("run", first, "--phase", "generate", "--json")
+    assert again.code == 3 and again.json["error"]["code"] == "PHASE_NOT_APPLICABLE"
+    assert "--force" in again.json["error"]["hint"]
+
+
+def test_soft_gate_pauses_until_the_overrun_is_confirmed(workspace: Workspace) -> None:
+    scenario(workspace, {"phases": {"implement": {"usage": {"input": 9000}}}})
+    configure(
+        workspace,
+        {"scenario": "scenario.yaml"},
+        budgets={"implementation": {"estimate": 1000, "warning": 2000, "hard": 5000}},
+    )
+    (story,) = epic_with(workspace.ctx(), 1, enforcement=Enforcement.SOFT_GATE)
+    for _ in range(3):
+        assert workspace.run("run", story).code == 0
+    paused = workspace.run("run", story, "--json")
+    assert paused.code == 4, paused
+    assert paused.json["error"]["code"] == "BUDGET_CONFIRMATION_REQUIRED"
+    assert paused.json["error"]["details"]["status"] == "paused"
+    shown = workspace.run("story", "show", story, "--json").json
+    assert shown["status"] == "in-progress" and shown["lock"] is None
+    assert shown["artifacts"]["proof"]["version"] == 1
+    again = workspace.run("run", story, "--json")  # the recorded pause, no agent
+    assert again.code == 4 and again.json["error"]["details"]["recorded"] is True
+    assert again.json["error"]["details"]["run_id"] == paused.json["error"]["details"]["run_id"]
+    refused = workspace.run("story", "move", story, "ready-for-code-review", "--json")
+    assert refused.code == 4
+    confirmed = workspace.run(
+        "story", "move", story, "ready-for-code-review", "--confirm-budget", "--reason", "ok"
+    )
+    assert confirmed.code == 0, confirmed
+    assert workspace.run("run", story, "--json").json["phase"] == "review"
+
+
+def test_run_an_epic_with_workers_ends_with_the_report(workspace: Workspace) -> None:
+    scenario(
+        workspace,
+        {
+            "rules": [
+                {
+                    "stories": ["FLOW-002"],
+                    "phase": "review",
+                    "iteration": 1,
+                    "reviewers": {"lint": "FAIL"},
+                },
+                {"stories": ["FLOW-003"], "phase": "gate", "verdict": "CONCERNS"},
+            ]
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    ids = epic_with(ctx, 4)
+    from storyflow.services.stories import update_story
+
+    update_story(ctx, ids[3], depends_on=[ids[0]])
+    result = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json")
+    assert result.code == 0, result
+    summary = result.json
+    assert summary["status_counts"] == {"completed": 4}
+    assert summary["reviews"] == {"FAIL": 1, "PASS": 4}
+    assert summary["gates"] == {"CONCERNS": 1, "PASS": 3}
+    assert summary["tokens"]["total"] == sum(r["tokens"]["total"] for r in summary["runs"])
+    assert len({r["run_id"] for r in summary["runs"]}) == len(summary["runs"]) == 30
+    human = workspace.run("run", "--epic", "FLOW")
+    assert human.code == 0 and "run report for FLOW: 0 phase runs" in human.stdout
+    assert "stories: 4 completed" in human.stdout

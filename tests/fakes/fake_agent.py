@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""A fake headless coding agent for the command adapter's tests (stdlib only).
+
+    fake_agent.py MODE [SECONDS]
+
+MODE: ok (write the phase's artifact, print a Claude-Code-style JSON result), sleep (sleep
+SECONDS first, then ok), garbage (print what is not JSON), exit1 (print an error, exit 1),
+stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a result, no
+file), error (a JSON result with is_error). The phase, story and folder come from the
+STORYFLOW_* variables the command agent sets; the prompt arrives on stdin.
+"""
+
+import json
+import os
+import sys
+import time
+
+ARTIFACTS = {
+    "elaborate": (
+        "elaboration.yaml",
+        {"verdict": "PASS", "summary": "ok", "acceptance_criteria": ["works"]},
+    ),
+    "plan": ("plan.yaml", {"approach": "do it", "steps": ["one"], "test_strategy": "unit"}),
+    "implement": (
+        "proof.yaml",
+        {
+            "summary": "built it",
+            "reuse_verification": {"packages_used": ["@repo/shared"]},
+            "checks": {"lint": "pass", "typecheck": "pass", "tests": "pass"},
+            "coverage": 80,
+        },
+    ),
+    "verify": (
+        "verification.yaml",
+        {
+            "verdict": "PASS",
+            "acceptance_criteria": [{"criterion": "works", "status": "pass", "evidence": "e2e"}],
+            "tests": {"unit": "pass"},
+        },
+    ),
+    "gate": ("qa-gate.yaml", {"decision": "PASS", "checks": [{"name": "tests", "status": "pass"}]}),
+}
+ARTIFACTS["fix"] = ARTIFACTS["implement"]
+
+
+def result(usage_scale: int = 1, **extra: object) -> str:
+    return json.dumps(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "result": "done",
+            "usage": {
+                "input_tokens": 1200 * usage_scale,
+                "output_tokens": 300 * usage_scale,
+                "cache_read_input_tokens": 5000,
+                "cache_creation_input_tokens": 700,
+            },
+            "total_cost_usd": 0.0123,
+            **extra,
+        }
+    )
+
+
+def write_artifact() -> None:
+    phase = os.environ["STORYFLOW_PHASE"]
+    folder = os.environ["STORYFLOW_STORY_DIR"]
+    story = os.environ["STORYFLOW_STORY"]
+    if phase in ("generate", "refine"):
+        path = os.path.join(folder, "story.yaml")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        text = text.replace("reuse_plan: ''", "reuse_plan: Reuses @repo/shared.")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    name, content = ARTIFACTS[phase]
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+        json.dump({"story_id": story, **content}, handle)
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    sys.stdin.read()  # the prompt
+    if mode == "garbage":
+        print("I had a think and here is my answer: maybe?")
+        return 0
+    if mode == "exit1":
+        print("API Error: 529 overloaded", file=sys.stderr)
+        return 1
+    if mode == "error":
+        print(json.dumps({"type": "result", "is_error": True, "result": "rate limited"}))
+        return 0
+    if mode == "stream":
+        n = 0
+        while True:
+            n += 1
+            line = {
+                "type": "assistant",
+                "message": {"id": f"m{n}", "usage": {"input_tokens": 40000, "output_tokens": 2000}},
+            }
+            print(json.dumps(line), flush=True)
+            time.sleep(seconds or 0.1)
+    if mode == "sleep":
+        time.sleep(seconds)
+    if os.environ.get("STORYFLOW_REVIEWER"):
+        print(result(review=True, verdict="PASS", findings=[], coverage=81))
+        return 0
+    if mode != "noartifact":
+        write_artifact()
+    print(result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The command agent with small fake agents (tests/fakes/fake_agent.py): a real process per
+phase, its JSON usage parsed, its artifacts collected -- and every failure of the contract."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from storyflow.domain.budgets import Enforcement
+from storyflow.domain.statuses import Status
+from storyflow.services.workers import run_story
+from tests.run_support import FAKES, configure, env, epic_with, fake_command, ledger_rows, runs_of
+from tests.support import Workspace
+
+NO_RETRIES = {
+    code: {"retries": 0} for code in ("AGENT_TIMEOUT", "MALFORMED_OUTPUT", "EXTERNAL_SERVICE_DOWN")
+}
+
+
+def command_agent(command: list[str], timeout: float = 20) -> dict[str, Any]:
+    return {"type": "command", "command": command, "timeout": timeout}
+
+
+def test_a_command_agent_drives_a_story_to_completed(workspace: Workspace) -> None:
+    configure(
+        workspace,
+        {
+            "default_agent": "fake",
+            "agents": {"fake": command_agent(fake_command("ok"))},
+            "reviewers": {"names": ["lint", "security"]},
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    for _ in range(8):
+        run_story(ctx, run_env, story)
+        if ctx.story(story).status is Status.COMPLETED:
+            break
+    assert ctx.story(story).status is Status.COMPLETED
+    rows = runs_of(ctx, story)
+    assert [r["phase"] for r in rows] == [
+        "generate",
+        "elaborate",
+        "plan",
+        "implement",
+        "review",
+        "verify",
+        "gate",
+    ]
+    ledger = ctx.store.ledger(story)
+    implement = next(e for e in ledger if e.run_id == rows[3]["id"])
+    assert (implement.input_tokens, implement.output_tokens) == (1200, 300)
+    assert (implement.cache_read_tokens, implement.cache_write_tokens) == (5000, 700)
+    assert implement.cost_usd == pytest.approx(0.0123)
+    review = next(e for e in ledger if e.run_id == rows[4]["id"])
+    assert review.input_tokens == 2400  # two reviewers
+    prompt = workspace.root / ".storyflow" / "runs" / rows[0]["id"] / "prompt.md"
+    assert story in prompt.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "words"),
+    [
+        (fake_command("sleep", "30"), "AGENT_TIMEOUT", "timeout"),
+        (fake_command("garbage"), "MALFORMED_OUTPUT", "no JSON result"),
+        (fake_command("exit1"), "EXTERNAL_SERVICE_DOWN", "529 overloaded"),
+        (["/nonexistent/agent-cli", "-p"], "AGENT_SPAWN_FAILED", "cannot start"),
+        ([str(FAKES / "not-executable.txt")], "AGENT_SPAWN_FAILED", "cannot start"),
+        (fake_command("error"), "EXTERNAL_SERVICE_DOWN", "rate limited"),
+        (fake_command("noartifact"), "MALFORMED_OUTPUT", "wrote no elaboration"),
+    ],
+    ids=["timeout", "garbage", "exit-1", "cannot-start", "not-executable", "is-error", "no-file"],
+)
+def test_every_failure_type_through_the_command_adapter(
+    workspace: Workspace, command: list[str], code: str, words: str
+) -> None:
+    configure(
+        workspace,
+        {
+            "phase_agents": {"elaborate": "fake"},
+            "agents": {"fake": command_agent(command, timeout=1)},
+            "retries": NO_RETRIES,
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)  # generate, scripted
+    began = time.monotonic()
+    outcome = run_story(ctx, run_env, story)
+    assert time.monotonic() - began < 10  # a timed-out agent's group is killed, not awaited
+    assert (outcome.phase, outcome.status, outcome.error_code) == ("elaborate", "blocked", code)
+    assert words in (outcome.message or "")
+    shown = ctx.story(story)
+    assert shown.status is Status.BLOCKED and code in (shown.blocked_reason or "")
+    row = runs_of(ctx, story)[-1]
+    assert (row["status"], row["error_code"]) == ("failed", code)
+
+
+def test_hard_gate_kills_a_streaming_command_agent(workspace: Workspace) -> None:
+    configure(
+        workspace,
+        {
+            "phase_agents": {"implement": "streamer"},
+            "agents": {"streamer": command_agent(fake_command("stream", "0.05"), timeout=30)},
+        },
+        budgets={"implementation": {"estimate": 1000, "warning": 50000, "hard": 100000}},
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1, enforcement=Enforcement.HARD_GATE)
+    run_env = env(ctx)
+    for _ in range(3):
+        run_story(ctx, run_env, story)
+    assert ctx.story(story).status is Status.IN_PROGRESS
+    began = time.monotonic()
+    outcome = run_story(ctx, run_env, story)
+    assert time.monotonic() - began < 20
+    assert (outcome.status, outcome.error_code) == ("blocked", "BUDGET_HARD_LIMIT")
+    rows = ledger_rows(ctx, story)
+    spent = [e for e in rows if e["run_id"] == outcome.run_id]
+    assert len(spent) == 1 and spent[0]["total_tokens"] > 0  # what it streamed before the kill
+    phase_total = sum(e["total_tokens"] for e in rows if e["phase"] == "implementation")
+    assert 100000 <= phase_total < 200000

@@ -1,0 +1,421 @@
+"""The run engine on a real database: phases, idempotency, takeovers, failures, budgets,
+parallel reviewers -- through the services, with the scripted agent."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from storyflow.adapters.db.store import ts
+from storyflow.domain.phases import PHASE_OF_STATUS, PHASES, validate_phases
+from storyflow.domain.statuses import NON_TERMINAL, TERMINAL, Status
+from storyflow.services import transitions
+from storyflow.services.agents import AgentPort, AgentRequest, AgentResult, Monitor
+from storyflow.services.context import Context
+from storyflow.services.runs import run_phase, start
+from storyflow.services.workers import Claimed, claim_next, run_story
+from tests.run_support import configure, env, epic_with, ledger_rows, runs_of, scenario
+from tests.support import Workspace
+
+ZERO: dict[str, Any] = {"defaults": {"delay": 0, "usage": {"input": 100, "output": 20}}}
+
+
+def drive(ctx: Context, story_id: str, run_env: Any, limit: int = 40) -> Status:
+    """Run phases of one story until it rests (terminal, blocked, or paused)."""
+    for _ in range(limit):
+        outcome = run_story(ctx, run_env, story_id)
+        status = ctx.story(story_id).status
+        if status in TERMINAL or status is Status.BLOCKED or outcome.status == "paused":
+            return status
+    raise AssertionError(f"{story_id} did not come to rest")
+
+
+class Counting:
+    """Wraps an agent and counts its invocations."""
+
+    def __init__(self, inner: AgentPort) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.default_model = inner.default_model
+        self.calls: list[tuple[str, str | None]] = []
+
+    def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
+        self.calls.append((request.phase, request.reviewer))
+        return self.inner.run(request, monitor)
+
+
+def counting_env(ctx: Context, index: int = 0) -> tuple[Any, Counting]:
+    run_env = env(ctx, index)
+    agent = Counting(run_env.agents("scripted"))
+    run_env.agents = lambda name: agent
+    return run_env, agent
+
+
+# ---- the phase table ------------------------------------------------------------------------
+
+
+def test_every_non_terminal_status_has_a_way_on() -> None:
+    assert set(PHASE_OF_STATUS) | {Status.BLOCKED} == set(NON_TERMINAL)
+    assert validate_phases(PHASES) == PHASE_OF_STATUS
+
+
+def test_a_table_with_a_dead_end_is_refused_at_import() -> None:
+    from dataclasses import replace
+
+    from storyflow.domain.phases import PhaseName
+
+    broken = dict(PHASES)
+    broken[PhaseName.REFINE] = replace(PHASES[PhaseName.REFINE], starts=(Status.NEEDS_SPLIT,))
+    with pytest.raises(ValueError, match="no way on from needs-refinement"):
+        validate_phases(broken)
+    broken[PhaseName.GATE] = replace(PHASES[PhaseName.GATE], starts=(Status.IN_QA,))
+    with pytest.raises(ValueError, match="no edge in-qa -> completed"):
+        validate_phases(broken)
+
+
+# ---- whole stories --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["staged", "flat"])
+def test_default_scenario_drives_stories_to_completed(workspace: Workspace, layout: str) -> None:
+    scenario(
+        workspace,
+        {
+            **ZERO,
+            "rules": [
+                {
+                    "stories": ["FLOW-002"],
+                    "phase": "review",
+                    "iteration": 1,
+                    "reviewers": {"security": "FAIL"},
+                },
+                {"stories": ["FLOW-001"], "phase": "gate", "verdict": "CONCERNS"},
+            ],
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    from storyflow.services import epics
+
+    epics.create_epic(
+        ctx,
+        "FLOW",
+        title="Flow",
+        layout=__import__("storyflow.domain.layouts", fromlist=["LayoutName"]).LayoutName(layout),
+    )
+    from tests.support import new_story
+
+    first, second = new_story(ctx, title="One"), new_story(ctx, title="Two")
+    run_env = env(ctx)
+    assert drive(ctx, first, run_env) is Status.COMPLETED
+    assert drive(ctx, second, run_env) is Status.COMPLETED
+    phases = [r["phase"] for r in runs_of(ctx, second)]
+    assert phases == [
+        "generate",
+        "elaborate",
+        "plan",
+        "implement",
+        "review",
+        "fix",
+        "review",
+        "verify",
+        "gate",
+    ]
+    assert all(r["status"] == "succeeded" for r in runs_of(ctx, second))
+    gate = ctx.store.latest_artifact(
+        first,
+        __import__("storyflow.domain.artifacts", fromlist=["ArtifactKind"]).ArtifactKind.QA_GATE,
+    )
+    assert gate is not None and gate.verdict == "CONCERNS"
+    # every run logged its tokens, with its run id
+    for row in runs_of(ctx, second):
+        assert any(e["run_id"] == row["id"] for e in ledger_rows(ctx, second)), row["phase"]
+    events = ctx.store.recent_events(second, 200)
+    types = {e["type"] for e in events}
+    assert {"phase_start", "phase_complete", "agent_spawn", "agent_complete"} <= types
+
+
+def test_split_creates_children_and_supersedes(workspace: Workspace) -> None:
+    scenario(
+        workspace,
+        {
+            **ZERO,
+            "rules": [
+                {
+                    "stories": ["FLOW-001"],
+                    "phase": "elaborate",
+                    "iteration": 1,
+                    "verdict": "SPLIT_REQUIRED",
+                    "split_into": ["{title} A", "{title} B"],
+                },
+            ],
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    assert drive(ctx, story, env(ctx)) is Status.SUPERSEDED
+    assert ctx.story(story).superseded_by == ("FLOW-002", "FLOW-003")
+    assert ctx.story("FLOW-002").title == "Story 1 A"
+
+
+# ---- idempotency and leases -------------------------------------------------------------------
+
+
+def test_repeated_dispatch_returns_the_recorded_outcome(workspace: Workspace) -> None:
+    scenario(workspace, ZERO)
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env, agent = counting_env(ctx)
+    run_story(ctx, run_env, story)  # generate
+    first = run_story(ctx, run_env, story, phase="elaborate")
+    assert first.status == "succeeded" and ctx.story(story).status is Status.READY_TO_WORK
+    calls = len(agent.calls)
+    again = run_story(ctx, run_env, story, phase="elaborate")
+    assert again.status == "skipped" and again.run_id == first.run_id
+    assert again.verdict == "PASS"
+    assert len(agent.calls) == calls  # the agent did not run again
+    assert [r["phase"] for r in runs_of(ctx, story)] == ["generate", "elaborate"]
+
+
+def test_a_paused_run_is_recorded_not_rerun(workspace: Workspace) -> None:
+    scenario(workspace, {**ZERO, "phases": {"implement": {"usage": {"input": 900}}}})
+    configure(
+        workspace,
+        {"scenario": "scenario.yaml"},
+        budgets={"implementation": {"estimate": 100, "warning": 200, "hard": 500}},
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(
+        ctx,
+        1,
+        enforcement=__import__(
+            "storyflow.domain.budgets", fromlist=["Enforcement"]
+        ).Enforcement.SOFT_GATE,
+    )
+    run_env, agent = counting_env(ctx)
+    assert drive(ctx, story, run_env) is Status.IN_PROGRESS
+    paused = runs_of(ctx, story)[-1]
+    assert (paused["phase"], paused["status"]) == ("implement", "paused")
+    calls = len(agent.calls)
+    again = run_story(ctx, run_env, story)
+    assert (again.status, again.run_id, again.recorded) == ("paused", paused["id"], True)
+    assert len(agent.calls) == calls
+    # nothing to claim: the paused story waits for a person
+    assert claim_next(ctx, run_env, epic="FLOW") is True
+    budget = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "budget"]
+    assert any(e["payload"].get("action") == "paused" for e in budget)
+    transitions.move(ctx, story, "ready-for-code-review", confirm_budget=True, reason="worth it")
+    claimed = claim_next(ctx, run_env, epic="FLOW")
+    assert isinstance(claimed, Claimed) and claimed.story_id == story
+
+
+def test_an_expired_lease_is_taken_over_and_its_run_adopted(workspace: Workspace) -> None:
+    scenario(workspace, ZERO)
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    dead = env(ctx, 0)
+    claimed = claim_next(ctx, dead, epic="FLOW")
+    assert isinstance(claimed, Claimed) and not claimed.takeover
+    started = start(ctx, dead, story, named=None, force=False)  # ...then the worker dies
+    run_id = started.run_id  # type: ignore[union-attr]
+    live = env(ctx, 1)
+    assert claim_next(ctx, live, epic="FLOW") is False  # leased: not idle, nothing claimable
+    past = ts(ctx.now() - timedelta(seconds=1))
+    with ctx.store.transaction():
+        ctx.store.conn.execute("UPDATE story_leases SET expires_at = :t", {"t": past})
+    taken = claim_next(ctx, live, epic="FLOW")
+    assert isinstance(taken, Claimed) and taken.takeover
+    outcome = run_phase(ctx, live, story)
+    assert (outcome.status, outcome.run_id) == ("succeeded", run_id)
+    rows = runs_of(ctx, story)
+    assert [(r["phase"], r["status"]) for r in rows] == [("generate", "succeeded")]
+    assert len(ledger_rows(ctx, story)) == 1
+    locks = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "lock"]
+    assert locks and locks[0]["payload"]["action"] == "takeover"
+    lease = ctx.store.lease(story)
+    assert lease is not None and lease["owner"] == live.worker  # released by the caller
+
+
+# ---- failures ---------------------------------------------------------------------------------
+
+
+def test_a_failed_attempt_is_retried_and_its_tokens_logged(workspace: Workspace) -> None:
+    scenario(
+        workspace,
+        {
+            **ZERO,
+            "rules": [
+                {"phase": "elaborate", "attempt": 1, "fail": "malformed"},
+            ],
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)
+    outcome = run_story(ctx, run_env, story)
+    rows = runs_of(ctx, story)[1:]
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "succeeded")]
+    assert rows[0]["error_code"] == "MALFORMED_OUTPUT"
+    assert rows[0]["idempotency_key"] != rows[1]["idempotency_key"]
+    assert outcome.status == "succeeded" and ctx.story(story).status is Status.READY_TO_WORK
+    assert [e["run_id"] for e in ledger_rows(ctx, story)][1:] == [r["id"] for r in rows]
+    assert (
+        ctx.store.latest_artifact(
+            story,
+            __import__(
+                "storyflow.domain.artifacts", fromlist=["ArtifactKind"]
+            ).ArtifactKind.ELABORATION,
+        ).version
+        == 1
+    )  # the malformed one was never registered
+
+
+def test_the_circuit_breaker_blocks_after_consecutive_failures(workspace: Workspace) -> None:
+    scenario(workspace, {**ZERO, "phases": {"generate": {"fail": "unavailable"}}})
+    configure(
+        workspace,
+        {
+            "scenario": "scenario.yaml",
+            "circuit_breaker": 3,
+            "retries": {"EXTERNAL_SERVICE_DOWN": {"retries": 9, "backoff": 0.01}},
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    outcome = run_story(ctx, env(ctx), story)
+    assert outcome.status == "blocked" and outcome.error_code == "EXTERNAL_SERVICE_DOWN"
+    shown = ctx.story(story)
+    assert shown.status is Status.BLOCKED and shown.blocked_from is Status.PENDING
+    assert shown.blocked_reason is not None and "circuit breaker: 3" in shown.blocked_reason
+    assert [r["status"] for r in runs_of(ctx, story)] == ["failed"] * 3
+    errors = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "error"]
+    assert len(errors) == 3
+
+
+def test_a_failure_without_retries_blocks_at_once(workspace: Workspace) -> None:
+    scenario(workspace, {**ZERO, "phases": {"generate": {"fail": "spawn"}}})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    outcome = run_story(ctx, env(ctx), story)
+    assert outcome.status == "blocked" and outcome.error_code == "AGENT_SPAWN_FAILED"
+    assert "AGENT_SPAWN_FAILED after 1 attempt" in (ctx.story(story).blocked_reason or "")
+
+
+def test_the_review_loop_cap_blocks_the_story(workspace: Workspace) -> None:
+    scenario(workspace, {**ZERO, "phases": {"review": {"reviewers": {"security": "FAIL"}}}})
+    configure(workspace, {"scenario": "scenario.yaml", "review_loop_cap": 2})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    assert drive(ctx, story, env(ctx)) is Status.BLOCKED
+    shown = ctx.story(story)
+    assert shown.review_iterations == 2 and shown.blocked_from is Status.CODE_REVIEW_FAILED
+    assert "review loop cap: 2 failed code reviews" in (shown.blocked_reason or "")
+    assert [r["phase"] for r in runs_of(ctx, story)].count("review") == 2
+
+
+# ---- budgets during runs ----------------------------------------------------------------------
+
+
+def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
+    scenario(
+        workspace,
+        {
+            **ZERO,
+            "phases": {
+                "implement": {"delay": 5, "stream": True, "usage": {"input": 100000}},
+            },
+        },
+    )
+    configure(
+        workspace,
+        {"scenario": "scenario.yaml"},
+        budgets={"implementation": {"estimate": 1000, "warning": 5000, "hard": 10000}},
+    )
+    ctx = workspace.ctx()
+    from storyflow.domain.budgets import Enforcement
+
+    (story,) = epic_with(ctx, 1, enforcement=Enforcement.HARD_GATE)
+    run_env = env(ctx)
+    for _ in range(3):
+        run_story(ctx, run_env, story)  # generate, elaborate, plan
+    began = time.monotonic()
+    outcome = run_story(ctx, run_env, story)
+    assert time.monotonic() - began < 4  # stopped long before its 5 s of work
+    assert outcome.status == "blocked" and outcome.error_code == "BUDGET_HARD_LIMIT"
+    assert "hard_gate" in (ctx.story(story).blocked_reason or "")
+    row = runs_of(ctx, story)[-1]
+    assert (row["phase"], row["status"], row["error_code"]) == (
+        "implement",
+        "failed",
+        "BUDGET_HARD_LIMIT",
+    )
+    spent = [e for e in ledger_rows(ctx, story) if e["run_id"] == row["id"]]
+    assert len(spent) == 1 and 10000 <= spent[0]["total_tokens"] < 100000
+    stops = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "budget"]
+    assert any(e["payload"].get("action") == "stopped" for e in stops)
+
+
+# ---- parallel reviewers -----------------------------------------------------------------------
+
+
+def test_later_reviews_rerun_only_failed_reviewers_plus_typecheck_and_build(
+    workspace: Workspace,
+) -> None:
+    scenario(
+        workspace,
+        {
+            **ZERO,
+            "rules": [
+                {
+                    "phase": "review",
+                    "iteration": 1,
+                    "reviewers": {"security": "FAIL", "lint": "FAIL"},
+                },
+            ],
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env, agent = counting_env(ctx)
+    assert drive(ctx, story, run_env) is Status.COMPLETED
+    reviewers = [r for p, r in agent.calls if p == "review"]
+    first, second = reviewers[:6], reviewers[6:]
+    assert sorted(first) == sorted(["lint", "style", "syntax", "security", "typecheck", "build"])
+    assert sorted(second) == ["build", "lint", "security", "typecheck"]
+    review = [r for r in runs_of(ctx, story) if r["phase"] == "review"]
+    assert [r["verdict"] for r in review] == ["FAIL", "PASS"]
+    assert review[1]["outcome"]["reviewers"]["style"] == "PASS"  # carried over
+
+
+@pytest.mark.parametrize(
+    ("policy", "verdict"),
+    [
+        ({}, "FAIL"),
+        (
+            {"required": ["lint", "style", "syntax", "security", "typecheck"], "allow_timeouts": 1},
+            "PASS",
+        ),
+    ],
+    ids=["timeout-fails", "timeout-allowed"],
+)
+def test_a_reviewer_timeout_counts_as_failure_unless_allowed(
+    workspace: Workspace, policy: dict[str, Any], verdict: str
+) -> None:
+    scenario(workspace, {**ZERO, "phases": {"review": {"reviewers": {"build": "timeout"}}}})
+    configure(workspace, {"scenario": "scenario.yaml", "reviewers": policy})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    for _ in range(5):
+        outcome = run_story(ctx, run_env, story)
+    assert outcome.phase == "review" and outcome.verdict == verdict
