@@ -1,0 +1,119 @@
+"""storyflow models show, models check: the model catalogue and its assignments.
+
+Neither command opens the database: they read storyflow.yaml (and models.yaml beside it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from storyflow.config import Config
+from storyflow.entrypoints.cli.common import echo, emit_json, json_option, option, table
+
+
+def _config() -> Config:
+    """The workspace's config with assignment problems kept as findings, so both commands
+    can show them instead of stopping at the first."""
+    from storyflow import config as config_module
+
+    root = click.get_current_context().find_root().obj or {}
+    workspace = root.get("workspace")
+    return config_module.load(
+        cwd=Path.cwd(),
+        workspace=Path(workspace) if workspace else None,
+        flags={"database_url": root.get("database_url")},
+        strict_assignments=False,
+    )
+
+
+@click.group()
+def models() -> None:
+    """The model catalogue (prices) and which model runs each phase."""
+
+
+def _price(value: float) -> str:
+    return f"{value:g}"
+
+
+@models.command("show")
+@option("--epic", help="Show the assignments in effect for this epic.")
+@option("--story", help="Show the assignments in effect for this story.")
+@json_option
+def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
+    """The catalogue and the effective assignment table (per phase: model, and the key that
+    decided it). Precedence: story > epic > workspace; phases > roles > agents > default."""
+    from storyflow.domain.model import parse_prefix, parse_story_id
+    from storyflow.services.models import show
+
+    if epic is not None:
+        epic = parse_prefix(epic)
+    if story is not None:
+        parse_story_id(story)
+        story = story.strip()
+    data = show(_config(), epic=epic, story=story)
+    if as_json:
+        emit_json(data)
+        return
+    table(
+        ["model", "provider", "model id", "input", "output", "cache read", "cache write"],
+        [
+            [
+                m["model"],
+                m["provider"],
+                m["model_id"],
+                _price(m["input"]),
+                _price(m["output"]),
+                _price(m["cache_read"]),
+                _price(m["cache_write"]),
+            ]
+            for m in data["catalogue"]
+        ],
+        title="catalogue (USD per million tokens):",
+    )
+    echo()
+    table(
+        ["scope", "phase", "role", "model", "decided by"],
+        [
+            [
+                r["scope"],
+                r["phase"],
+                r["role"] or "-",
+                r["model"] or "(agent default)",
+                r["decided_by"] or "-",
+            ]
+            for r in data["effective"]
+        ],
+        title="effective assignments:",
+    )
+    for finding in data["findings"]:
+        click.echo(
+            f"storyflow: warning: {finding['key']}: {finding['problem']} ({finding['hint']})",
+            err=True,
+        )
+
+
+@models.command("check")
+@json_option
+def models_check(as_json: bool) -> None:
+    """Exit 3, listing every finding, when an assignment names an unknown model, phase,
+    role or agent; exit 0 otherwise."""
+    from storyflow.errors import StoryflowError
+    from storyflow.services.models import check
+
+    try:
+        data = check(_config())
+    except StoryflowError as error:
+        if not as_json:
+            findings = error.details.get("findings", [])
+            table(
+                ["key", "problem", "hint"],
+                [[f["key"], f["problem"], f["hint"]] for f in findings],
+                title=f"{len(findings)} finding(s):",
+            )
+        raise
+    if as_json:
+        emit_json(data)
+        return
+    echo(f"ok: {data['assignments']} assignment(s) over {data['models']} catalogue model(s)")
