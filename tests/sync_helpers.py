@@ -3,8 +3,6 @@ clone of its files onto an empty database, and a field-by-field snapshot of the 
 
 from __future__ import annotations
 
-import itertools
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,11 +21,10 @@ from storyflow.services import epics, stories, tokens, transitions
 from storyflow.services.context import Context
 from storyflow.services.sync import sync
 from storyflow.services.sync_report import SyncReport
-from tests.conftest import BACKEND, _admin, _url_for
+from tests.conftest import BACKEND, pg_database
 from tests.support import Driver, Workspace, elaboration, new_story
 
 S = Status
-_counter = itertools.count()
 
 
 class Clock:
@@ -44,17 +41,17 @@ class Clock:
 
 
 @pytest.fixture
-def other_database_url(pg_template: str | None) -> Iterator[str | None]:
+def other_database_url(
+    pg_template: str | None,
+    pg_shape: str | None,
+    pg_pool: list[str],
+) -> Iterator[str | None]:
     """A second empty database (PostgreSQL); None on SQLite (each workspace has its own)."""
-    if pg_template is None:
+    if pg_template is None or pg_shape is None:
         yield None
         return
-    name = f"sf_{os.getpid()}_sync_{next(_counter)}"
-    with _admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield _url_for(name)
-    with _admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database(pg_template, pg_shape, pg_pool) as url:
+        yield url
 
 
 class Clones:
