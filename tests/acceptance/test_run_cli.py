@@ -12,7 +12,7 @@ from typing import Any
 
 from storyflow.domain.budgets import Enforcement
 from tests.run_support import configure, epic_with, runs_of, scenario
-from tests.support import Workspace
+from tests.support import Workspace, new_story
 
 
 def _command() -> list[str]:
@@ -158,3 +158,46 @@ def test_run_an_epic_with_workers_ends_with_the_report(workspace: Workspace) -> 
     human = workspace.run("run", "--epic", "FLOW")
     assert human.code == 0 and "run report for FLOW: 0 phase runs" in human.stdout
     assert "stories: 4 completed" in human.stdout
+
+
+def test_an_epic_that_asks_for_approval_pauses_its_stories_until_approved(
+    workspace: Workspace,
+) -> None:
+    """A passing elaboration in an approval epic waits for a person, not a failure: the
+    workers leave the story in in-elaboration, the report says why, and after
+    ``storyflow approve`` the next run takes the edge without running the analyst again."""
+    configure(workspace)
+    ctx = workspace.ctx()
+    from storyflow.services import epics
+
+    epics.create_epic(ctx, "FLOW", title="Flow", require_approval=True)
+    waiting = new_story(ctx, "FLOW", title="Needs a PM")
+    first = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json")
+    assert first.code == 0, first
+    assert first.json["status_counts"] == {"in-elaboration": 1}
+    (story,) = first.json["stories"]
+    assert "awaiting PM/UX approval" in story["reason"]
+    assert [(r["phase"], r["status"]) for r in runs_of(ctx, waiting)] == [
+        ("generate", "succeeded"),
+        ("elaborate", "paused"),
+    ]
+    again = workspace.run("run", waiting, "--json")  # still waiting: exit 3, nothing runs
+    assert again.code == 3, again
+    assert again.json["error"]["code"] == "AWAITING_APPROVAL"
+    assert f"storyflow approve {waiting}" in again.json["error"]["hint"]
+    assert len(runs_of(ctx, waiting)) == 2
+    assert workspace.run("run", "--epic", "FLOW", "--json").json["runs"] == []
+
+    assert workspace.run("approve", waiting, "--by", "pm-lead").code == 0
+    done = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json")
+    assert done.code == 0, done
+    assert done.json["status_counts"] == {"completed": 1}
+    runs = runs_of(ctx, waiting)
+    elaborations = [r for r in runs if r["phase"] == "elaborate"]
+    assert [(r["status"], r["attempt"]) for r in elaborations] == [
+        ("paused", 1),
+        ("succeeded", 2),
+    ]
+    assert elaborations[1]["outcome"]["reused"] is True  # the analyst did not run again
+    shown = workspace.run("artifact", "list", waiting, "--json").json
+    assert [a["version"] for a in shown if a["kind"] == "elaboration"] == [1]

@@ -23,6 +23,8 @@ from storyflow.services.run_failures import failure_plan
 from storyflow.services.run_plan import Action
 from storyflow.services.run_types import PhaseOutcome, Started, Work, event, lost, phase_event
 
+# The error_code of a paused run that waits for an approval (not a failure: what it waits for).
+AWAITING_APPROVAL = "AWAITING_APPROVAL"
 _STALE_NS = 50_000_000  # a file older than the run (by more than this) is not its output
 
 
@@ -79,6 +81,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
             usage=usage,
         )
     paused = decision.action is BudgetAction.CONFIRM
+    awaiting: str | None = None  # why a finished run waits for a person (an approval)
     now = ctx.now()
     runs = ctx.store.run_store()
     verdict = work.verdict
@@ -94,7 +97,19 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
             verdict = _fresh_verdict(nctx, s)
         _log_tokens(nctx, s, work)
         _agent_events(nctx, s, work)
-        if paused:
+        if not paused and s.take_edge:
+            awaiting = _awaiting_approval(nctx, s, verdict)
+        if awaiting:
+            event(
+                nctx,
+                "checkpoint",
+                s.story,
+                s.span_id,
+                phase=s.phase,
+                run_id=s.run_id,
+                state="paused: " + awaiting,
+            )
+        elif paused:
             event(
                 nctx,
                 "budget",
@@ -124,7 +139,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
         elif s.take_edge:
             target = s.phase.edge_for(None if DONE in s.phase.edges else verdict)
             transitions.move(nctx, s.story.id, target, lease_owner=env.worker)
-        status = "paused" if paused else "succeeded"
+        status = "paused" if paused or awaiting else "succeeded"
         outcome = {
             "from": s.source.value,
             "to": target.value if target else None,
@@ -157,8 +172,8 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
             verdict=verdict,
             outcome={k: v for k, v in outcome.items() if v is not None},
             model=s.model,
-            error_code=None,
-            error_message=None,
+            error_code=AWAITING_APPROVAL if awaiting else None,
+            error_message=awaiting,
             now=now,
         ):
             raise lost(s.story.id)
@@ -169,12 +184,16 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
         verdict=verdict,
         target=target.value if target else None,
         usage=usage,
-        message="paused: soft_gate budget needs storyflow story move --confirm-budget"
+        message="paused: " + awaiting
+        if awaiting
+        else "paused: soft_gate budget needs storyflow story move --confirm-budget"
         if paused
         else None,
     )
     env.observer.on_phase_end(ended)
-    if paused:
+    if awaiting:
+        env.observer.on_story_done(s.story.id, s.story.status.value, "paused: " + awaiting)
+    elif paused:
         env.observer.on_story_done(
             s.story.id, s.story.status.value, "paused: budget confirmation needed"
         )
@@ -190,8 +209,23 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
         source=s.source.value,
         target=target.value if target else None,
         usage=usage,
-        message=ended.message,
+        error_code=AWAITING_APPROVAL if awaiting else None,
+        message=awaiting or ended.message,
     )
+
+
+def _awaiting_approval(ctx: Context, s: Started, verdict: str | None) -> str | None:
+    """Why the verdict's edge waits for a person: an elaboration that passed in an epic that
+    asks for PM/UX approval, not approved yet. The run pauses (it did its work); workers
+    leave the story until ``storyflow approve`` records the approval."""
+    if s.phase.name is not PhaseName.ELABORATE or not s.epic.settings.require_approval:
+        return None
+    if s.phase.edge_for(verdict) is not Status.READY_TO_WORK:
+        return None
+    latest = ctx.store.latest_artifact(s.story.id, ArtifactKind.ELABORATION)
+    if latest is None or ctx.store.approvals(latest.id):
+        return None
+    return f"the elaboration awaits PM/UX approval: storyflow approve {s.story.id} --by NAME"
 
 
 def _fresh_verdict(ctx: Context, s: Started) -> str | None:

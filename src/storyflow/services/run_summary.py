@@ -83,8 +83,14 @@ def build_summary(
         if story is None:
             continue
         mine = [r for r in records if r.story_id == story_id]
-        paused = any(r.status == "paused" for r in mine[-1:])
-        reason = story.blocked_reason or ("paused: budget confirmation needed" if paused else None)
+        last = mine[-1] if mine else None
+        reason = story.blocked_reason
+        if reason is None and last is not None and last.status == "paused":
+            reason = (
+                "paused: awaiting PM/UX approval (storyflow approve ID --by NAME)"
+                if last.error_code == "AWAITING_APPROVAL"
+                else "paused: budget confirmation needed"
+            )
         stories.append(
             StoryResult(
                 story_id=story_id,

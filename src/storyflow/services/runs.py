@@ -32,7 +32,7 @@ from storyflow.services.projection import effective_budgets, enforcement_of
 from storyflow.services.run_agent import heartbeat, invoke
 from storyflow.services.run_context import RunEnv, composed, traced
 from storyflow.services.run_failures import from_error
-from storyflow.services.run_finish import fail, failed_outcome, finish
+from storyflow.services.run_finish import AWAITING_APPROVAL, fail, failed_outcome, finish
 from storyflow.services.run_plan import Action, choose, loop_cap_reason, reuses_fresh, run_key
 from storyflow.services.run_types import (
     PhaseOutcome,
@@ -64,7 +64,9 @@ def _recorded(story: Story, phase: Phase, row: dict[str, Any], status: str) -> P
         source=outcome.get("from"),
         target=outcome.get("to"),
         error_code=row.get("error_code"),
-        message="recorded outcome returned; the agent did not run again",
+        message="paused: " + row["error_message"]
+        if row.get("error_code") == AWAITING_APPROVAL and row.get("error_message")
+        else "recorded outcome returned; the agent did not run again",
     )
 
 
@@ -132,7 +134,9 @@ def start(
             existing = by_key.get(key)
             if existing is None or existing["status"] == "running":
                 break
-            if existing["status"] in ("failed", "abandoned"):
+            if existing["status"] in ("failed", "abandoned") or _approved_since(
+                nctx, story, existing
+            ):
                 attempt += 1
                 continue
             return _recorded(story, phase, existing, "recorded")
@@ -206,6 +210,15 @@ def start(
     )
     env.observer.on_phase_start(phase_event(started, env, status="running"))
     return started
+
+
+def _approved_since(ctx: Context, story: Story, row: dict[str, Any]) -> bool:
+    """A run paused for an approval that has since been given: the next attempt takes the
+    edge (the elaboration is reused, the agent does not run again)."""
+    if row["status"] != "paused" or row.get("error_code") != AWAITING_APPROVAL:
+        return False
+    latest = ctx.store.latest_artifact(story.id, ArtifactKind.ELABORATION)
+    return latest is not None and bool(ctx.store.approvals(latest.id))
 
 
 def _model(

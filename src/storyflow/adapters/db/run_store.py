@@ -40,8 +40,8 @@ _RANK = "CASE s.status " + " ".join(f"WHEN '{s.value}' THEN {i}" for i, s in enu
 _RANK += f" ELSE {len(PROGRESS)} END"
 
 # A story a worker may take: in an actionable status, not leased (or its lease expired),
-# ready-to-work only with its dependencies completed and requirements met, and not paused by
-# a soft_gate since its status last changed.
+# ready-to-work only with its dependencies completed and requirements met, and not paused
+# since its status last changed (by a soft_gate, or waiting for an approval not yet given).
 _CLAIMABLE = """
 FROM workflow_stories s LEFT JOIN story_leases l ON l.story_id = s.id
 WHERE s.status IN ({statuses}) {epic}
@@ -53,7 +53,10 @@ AND (s.status <> 'ready-to-work' OR (
                     LEFT JOIN requirements q ON q.name = r.requirement
                     WHERE r.story_id = s.id AND (q.met IS NULL OR q.met = :false))))
 AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.story_id = s.id AND p.status = 'paused'
-                AND p.finished_at >= s.status_changed_at)
+                AND p.finished_at >= s.status_changed_at
+                AND (p.error_code IS NULL OR p.error_code <> 'AWAITING_APPROVAL'
+                     OR NOT EXISTS (SELECT 1 FROM approvals a WHERE a.story_id = s.id
+                                    AND a.created_at >= p.finished_at)))
 """
 Q_CANDIDATES = (
     "SELECT s.id, l.owner AS l_owner, l.run_id AS l_run_id"

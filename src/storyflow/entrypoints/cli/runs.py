@@ -100,7 +100,14 @@ def _raise_for(outcome: PhaseOutcome) -> None:
     if outcome.status in ("succeeded", "skipped", "recorded"):
         return
     details = outcome.to_json()
-    if outcome.status == "paused":
+    if outcome.status == "paused" and outcome.error_code == "AWAITING_APPROVAL":
+        code = "AWAITING_APPROVAL"
+        hint = (
+            f"approve the elaboration (storyflow approve {outcome.story_id} --by NAME), "
+            f"then storyflow run {outcome.story_id} takes it to ready-to-work"
+        )
+        message = f"{outcome.story_id}: {outcome.phase} paused: {outcome.message}"
+    elif outcome.status == "paused":
         code = "BUDGET_CONFIRMATION_REQUIRED"
         hint = (
             f"soft_gate: confirm the overrun with storyflow story move {outcome.story_id} "
