@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from storyflow.domain.statuses import Status
 from tests.acceptance._helpers import (
     REUSE_TEXT,
+    Flow,
     fill_reuse_plan,
     logged_moves,
     markdown_artifact,
@@ -25,6 +27,7 @@ from tests.acceptance._helpers import (
     utc_now,
 )
 from tests.support import Workspace
+from tests.support import elaboration as elaboration_data
 
 # The walk, with the stage folder a staged story lives in after each move (DESIGN §2).
 WALK = [
@@ -417,3 +420,34 @@ def test_flat_lifecycle_pending_to_completed(workspace: Workspace) -> None:
     for row in story["agent_log"]:
         at = datetime.fromisoformat(row["timestamp"])
         assert at.utcoffset() == at.astimezone(zone).utcoffset(), row
+
+
+def test_flat_layout_stores_a_yaml_submission_as_markdown_with_front_matter(
+    workspace: Workspace,
+) -> None:
+    """The flat layout's artifacts are Markdown files: a YAML file submitted to it is stored
+    with its fields (and comments) as the front matter, so the stored file validates and
+    reads back as what was submitted; submitting the stored file again changes nothing."""
+    flow = Flow(workspace)
+    flow.epic("REVI", "--layout", "flat")
+    sid = flow.story("REVI")
+    flow.drive_to(sid, Status.IN_ELABORATION)
+    source = workspace.root / "elab.yaml"
+    source.write_text(
+        "# what the analyst found\n" + yaml.safe_dump(elaboration_data("PASS")), encoding="utf-8"
+    )
+    submitted = ok(
+        workspace.run("artifact", "submit", sid, "elaboration", str(source), "--json")
+    ).json
+    stored = flow.path(sid).parent / submitted["path"]
+    assert stored.name.startswith(f"ELAB-{sid}-") and stored.suffix == ".md"
+    text = stored.read_text(encoding="utf-8")
+    assert text.startswith(f"---\nstory_id: {sid}\n# what the analyst found\n"), text
+    assert f"\n---\n\n# {sid}: elaboration\n" in text
+    valid = workspace.run("artifact", "validate", str(stored), "--kind", "elaboration", "--json")
+    assert valid.code == 0, valid
+    shown = ok(workspace.run("artifact", "show", sid, "elaboration", "--json")).json
+    assert {k: shown["content"][k] for k in elaboration_data("PASS")} == elaboration_data("PASS")
+    again = ok(workspace.run("artifact", "submit", sid, "elaboration", str(stored), "--json")).json
+    assert again["unchanged"] is True and again["version"] == 1
+    assert ok(workspace.run("check", "--json")).code == 0

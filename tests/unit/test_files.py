@@ -21,6 +21,7 @@ from storyflow.adapters.files.yamlio import (
     split_front_matter,
     strip_comments,
 )
+from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.model import AgentLogRow
 from storyflow.errors import InvalidInput
 
@@ -855,3 +856,46 @@ def test_project_yaml_keeps_a_comment_on_the_agent_log_line(head: str, kept: str
     assert parse(out, StoryFormat.YAML, source="story.yaml").agent_log == [
         storydoc.log_row_mapping(NEW_ROWS[1])
     ]
+
+
+def test_a_yaml_artifact_under_a_markdown_name_becomes_its_front_matter() -> None:
+    """The flat layout stores artifacts as Markdown: a submitted YAML file keeps its text
+    (comments too) as the front matter, and the stored file parses to the same fields."""
+    kind = ArtifactKind.ELABORATION
+    raw = "# the analyst's notes\nstory_id: REVI-001\nverdict: PASS\nsummary: clear\n"
+    fields = {"story_id": "REVI-001", "verdict": "PASS", "summary": "clear"}
+    stored = storydoc.artifact_text_as(raw, kind, "elab.yaml", "ELAB-REVI-001-1.md", "REVI-001")
+    assert stored == "---\n" + raw + "---\n\n# REVI-001: elaboration\n"
+    assert storydoc.parse_artifact(stored, kind, "x.md", "x.md") == fields
+    # a document start marker is not doubled; a document end marker falls back to the fields
+    marked = storydoc.artifact_text_as("---\n" + raw, kind, "e.yaml", "E.md", "REVI-001")
+    assert marked == stored
+    ended = storydoc.artifact_text_as(raw + "...\n", kind, "e.yaml", "E.md", "REVI-001")
+    assert storydoc.parse_artifact(ended, kind, "E.md", "E.md") == fields
+    # same format, story_id present: the text as submitted
+    assert storydoc.artifact_text_as(raw, kind, "a.yaml", "b.yaml", "REVI-001") == raw
+
+
+def test_a_converted_artifact_names_its_story() -> None:
+    """A converted submission without story_id is stored with it, so the file stands on its
+    own; one stored under a name of its own format is kept byte for byte."""
+    kind = ArtifactKind.ELABORATION
+    raw = "# notes\nverdict: PASS\n"
+    fields = {"story_id": "FLOW-001", "verdict": "PASS"}
+    as_md = storydoc.artifact_text_as(raw, kind, "in.yaml", "ELAB-FLOW-001-1.md", "FLOW-001")
+    assert as_md == "---\nstory_id: FLOW-001\n" + raw + "---\n\n# FLOW-001: elaboration\n"
+    assert storydoc.parse_artifact(as_md, kind, "x.md", "x.md") == fields
+    flow = storydoc.artifact_text_as("{verdict: PASS}\n", kind, "in.yaml", "E.md", "FLOW-001")
+    assert storydoc.parse_artifact(flow, kind, "E.md", "E.md") == fields
+    assert storydoc.artifact_text_as(raw, kind, "in.yaml", "elaboration.yaml", "FLOW-001") == raw
+
+
+def test_a_markdown_artifact_under_a_yaml_name_gives_its_fields_as_yaml() -> None:
+    kind = ArtifactKind.ELABORATION
+    raw = "---\nverdict: PASS\n---\n\n# Elaboration\n\n## Summary\n\nClear scope.\n"
+    stored = storydoc.artifact_text_as(raw, kind, "elab.md", "elaboration.yaml", "FLOW-001")
+    assert storydoc.parse_artifact(stored, kind, "elaboration.yaml", "e") == {
+        "story_id": "FLOW-001",
+        "verdict": "PASS",
+        "summary": "Clear scope.",
+    }

@@ -111,21 +111,27 @@ def _source_path(
 
 def _destination(
     ctx: Context, epic: Epic, story: Story, kind: ArtifactKind, source: Path, raw: str
-) -> Path:
+) -> tuple[Path, str]:
+    """Where the submission is stored in the story folder, and its text there: a YAML file
+    submitted under the flat layout's Markdown name becomes that file's front matter (and a
+    Markdown one under a YAML name its fields as YAML), so every stored file reads back."""
+    from storyflow.adapters.files.storydoc import artifact_text_as
+
     layout = ctx.files.layout(epic)
     folder = ctx.files.locate(epic, story)
     if source.parent.resolve() == folder.resolve() and layout.match(source.name, story.id) is kind:
-        return source
+        return source, raw
     local = ctx.now().astimezone(ZoneInfo(epic.timezone))
     target = folder / layout.artifact_file_name(kind, story.id, local)
+    stored = artifact_text_as(raw, kind, source.name, target.name, story.id)
     if not layout.is_timestamped(kind):
-        return target  # fixed names are overwritten; every version stays in the database
+        return target, stored  # fixed names are overwritten; the database keeps every version
     serial = 1
-    while target.exists() and _content(target) != raw:
+    while target.exists() and _content(target) != stored:
         # never overwrite an earlier submission stamped in the same minute
         serial += 1
         target = folder / layout.artifact_file_name(kind, story.id, local, serial)
-    return target
+    return target, stored
 
 
 def _content(path: Path) -> str | None:
@@ -164,8 +170,8 @@ def submit(ctx: Context, story_id: str, kind_name: str, path: Path | None = None
     )
     from storyflow.adapters.files.story_files import sha256_text
 
+    destination, raw = _destination(ctx, epic, story, kind, source, raw)
     digest = sha256_text(raw)
-    destination = _destination(ctx, epic, story, kind, source, raw)
     verdict_field = VERDICT_FIELD.get(kind)
     verdict = content.get(verdict_field) if verdict_field else None
     with change(ctx) as pending:

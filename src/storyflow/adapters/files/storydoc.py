@@ -415,3 +415,44 @@ def parse_artifact(raw: str, kind: ArtifactKind, file_name: str, display: str) -
     for key, (_, text) in markdown_sections(body).items():
         data.setdefault(key, strip_comments(text))
     return data
+
+
+def artifact_text_as(
+    raw: str, kind: ArtifactKind, source_name: str, target_name: str, story_id: str
+) -> str:
+    """The text to store under ``target_name`` for an artifact read from ``source_name``.
+
+    The same text, byte for byte, when the formats agree (its hash is the submitted file's).
+    Otherwise a file that parses to the same fields and stands on its own (``storyflow
+    artifact validate`` passes on it), keeping the submitted text as far as it can: a YAML
+    file stored under a Markdown name (the flat layout's ``ELAB-…md``) becomes that file's
+    front matter, comments kept, with a missing ``story_id`` written in as the first field;
+    a Markdown file stored under a YAML name gives its fields (``##`` sections included).
+    """
+    source, target = format_for(source_name), format_for(target_name)
+    if source is target or kind is ArtifactKind.STORY:
+        return raw
+    data = parse_artifact(raw, kind, source_name, source_name)
+    if not isinstance(data, dict):
+        return raw  # refused by the schema check that follows; nothing to convert
+    missing = "story_id" not in data
+    want = {"story_id": story_id, **data} if missing else data
+    heading = f"\n# {story_id}: {kind.value.replace('_', ' ')}\n"
+    id_line = f"story_id: {story_id}\n" if missing else ""
+    candidate: str | None = None
+    if source is StoryFormat.YAML:
+        lines = raw.splitlines(keepends=True)
+        if lines and lines[0].rstrip() == "---":
+            lines = lines[1:]  # the YAML's own document start
+        front = "".join(lines)
+        front = id_line + front + ("" if not front or front.endswith("\n") else "\n")
+        candidate = front if target is StoryFormat.YAML else "---\n" + front + "---\n" + heading
+    if candidate is not None:
+        try:
+            if parse_artifact(candidate, kind, target_name, target_name) == want:
+                return candidate
+        except InvalidInput:
+            pass  # e.g. a document end marker or flow style: write the fields instead
+    if target is StoryFormat.YAML:
+        return dump_yaml(want)
+    return "---\n" + dump_yaml(want) + "---\n" + heading

@@ -88,8 +88,8 @@ class SyncFiles:
         try:
             return storydoc.parse_artifact(text, kind, file_name, display)
         except InvalidInput:
-            # artifact submit copies a YAML source verbatim to its stamped .md name: such a
-            # file is read as the YAML it is.
+            # an earlier storyflow copied a YAML source verbatim to its stamped .md name
+            # (it now writes the fields as front matter): such a file is read as its YAML.
             if not file_name.endswith(".md") or text.startswith("---"):
                 raise
             try:
