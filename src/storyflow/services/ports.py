@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetPhase
-from storyflow.domain.checks import AuditRows
 from storyflow.domain.layouts import Layout
 from storyflow.domain.model import (
     AgentLogRow,
@@ -20,12 +19,13 @@ from storyflow.domain.model import (
     Loaded,
     Story,
 )
-from storyflow.domain.plan_model import PlanSource
 from storyflow.domain.statuses import Status
-from storyflow.services.run_ports import RunStorePort
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: kept off the import path of every command
+    from storyflow.domain.checks import AuditRows
     from storyflow.domain.metrics import Scope
+    from storyflow.domain.plan_model import PlanSource
+    from storyflow.services.run_ports import RunStorePort
 
 Row = dict[str, Any]
 
