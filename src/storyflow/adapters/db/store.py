@@ -22,7 +22,6 @@ from storyflow.adapters.db.connection import (
 )
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetPhase, Enforcement
-from storyflow.domain.checks import AuditRows
 from storyflow.domain.layouts import LayoutName
 from storyflow.domain.model import (
     AgentLogRow,
@@ -39,6 +38,7 @@ from storyflow.errors import ConflictError
 if TYPE_CHECKING:
     from storyflow.adapters.db.metrics_queries import MetricsQueries
     from storyflow.adapters.db.run_store import RunStore
+    from storyflow.domain.checks import AuditRows
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
