@@ -537,3 +537,87 @@ def test_conflict_markers_in_an_epic_file_stop_its_rebuild(
     ]
     assert report.exit_status() == 7
     assert fresh.ctx().store.list_epics() == []
+
+
+# ---- the no-op index (services/sync_quick.py) ----------------------------------------------
+
+
+def _indexed(ws: Workspace) -> None:
+    """Two syncs: the first finds nothing to do and leaves the index, the second trusts it."""
+    first = run_sync(ws.ctx())
+    assert first.nothing_to_do and not first.by_index, first.to_json()
+    second = run_sync(ws.ctx())
+    assert second.nothing_to_do and second.by_index, second.to_json()
+    assert (second.files, second.unchanged) == (first.files, first.unchanged)
+    assert (ws.root / ".storyflow" / "sync" / "index.json").is_file()
+
+
+def test_an_idle_sync_indexes_the_folders_and_the_next_one_trusts_the_index(
+    synced: Workspace,
+) -> None:
+    _indexed(synced)
+    shown = synced.run("sync", "--json")
+    assert shown.code == 0, shown
+    assert shown.json["nothing_to_do"] and shown.json["files"]["by_index"] is True
+    dry = run_sync(synced.ctx(), dry_run=True)
+    assert dry.nothing_to_do and dry.by_index
+
+
+def test_a_file_edited_in_place_with_its_size_is_not_taken_for_synced(synced: Workspace) -> None:
+    _indexed(synced)
+    path = _story_path(synced, "FLOW-001")
+    text = path.read_text(encoding="utf-8")
+    _edit(path, "priority: P2", "priority: P1")  # same size, new mtime
+    assert len(path.read_text(encoding="utf-8")) == len(text)
+    report = run_sync(synced.ctx())
+    assert not report.by_index and report.read >= 1
+    assert synced.ctx().story("FLOW-001").priority == "P1"
+
+
+def test_a_resized_file_with_its_old_mtime_is_not_taken_for_synced(synced: Workspace) -> None:
+    import os
+
+    _indexed(synced)
+    path = _story_path(synced, "FLOW-001")
+    before = path.stat()
+    _edit(path, "title: First", "title: First of all")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = run_sync(synced.ctx())
+    assert not report.by_index
+    assert synced.ctx().story("FLOW-001").title == "First of all"
+
+
+def test_a_new_file_a_move_or_a_lost_folder_each_go_to_the_full_survey(
+    synced: Workspace,
+) -> None:
+    import shutil
+
+    _indexed(synced)
+    # A file sync does not track: the full survey finds nothing to do and indexes again.
+    (_story_path(synced, "FLOW-002").parent / "notes.txt").write_text("x", encoding="utf-8")
+    untracked = run_sync(synced.ctx())
+    assert not untracked.by_index and untracked.nothing_to_do
+    assert run_sync(synced.ctx()).by_index
+    # The database moved on (a CLI move): recorded by the full survey, then indexed again.
+    assert synced.cli("story", "move", "FLOW-002", "generated").code == 0
+    moved = run_sync(synced.ctx())
+    assert not moved.by_index and moved.recorded >= 1
+    _indexed(synced)
+    # A story folder gone: the full survey writes it again.
+    shutil.rmtree(_story_path(synced, "FLOW-002").parent)
+    lost = run_sync(synced.ctx())
+    assert not lost.by_index
+    assert [(c.action, c.story) for c in lost.changes] == [("rendered", "FLOW-002")]
+
+
+def test_a_damaged_or_foreign_index_is_ignored(synced: Workspace) -> None:
+    _indexed(synced)
+    index = synced.root / ".storyflow" / "sync" / "index.json"
+    index.write_text("{not json", encoding="utf-8")
+    assert not run_sync(synced.ctx()).by_index
+    assert run_sync(synced.ctx()).by_index  # written again by the idle full survey
+    data = yaml.safe_load(index.read_text(encoding="utf-8"))
+    data["database"] = "another-database"
+    index.write_text(yaml.safe_dump(data), encoding="utf-8")
+    report = run_sync(synced.ctx())
+    assert not report.by_index and report.nothing_to_do

@@ -4,7 +4,9 @@ paths a rebuild relies on (same data, same refusals as PyYAML's safe constructor
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +255,47 @@ def test_epic_file_round_trip_and_errors_with_lines() -> None:
     assert caught.value.details["line"] == line
     with pytest.raises(InvalidInput):
         epic_file.parse(text, "plans/stories/FLOW.epic.yaml", "plans/stories")  # wrong name
+
+
+def test_the_no_op_digests_see_what_the_full_scan_sees(tmp_path: Path) -> None:
+    """digest_epic (the no-op index's walk) and scan_epic (the full survey's) agree on the
+    folders and files of a staged root: stage folders, a story folder in the root, hidden
+    files, sub-folders and other prefixes; a touched file changes only its folder's digest."""
+    from storyflow.adapters.files import sync_scan
+
+    root = tmp_path / "plans"
+    for rel, text in {
+        "FLOW.epic.yaml": "x",
+        "backlog/FLOW-001/story.yaml": "a",
+        "backlog/FLOW-001/.story.yaml.tmp": "hidden",
+        "backlog/FLOW-001/notes/deep.md": "in a sub-folder",
+        "done/FLOW-002/story.yaml": "bb",
+        "done/FLOW-002/elaboration.yaml": "ccc",
+        "FLOW-003/story.yaml": "in the root",
+        "done/REVI-001/story.yaml": "another prefix",
+        "misc/readme.md": "not a story",
+    }.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    base = str(tmp_path)
+    scan = sync_scan.scan_epic(base, "plans", staged=True, prefixes=["FLOW"])
+    digests = sync_scan.digest_epic(base, "plans", staged=True, prefixes=["FLOW"])
+    assert digests is not None
+    expected = {
+        f.story_id: (f.path, sync_scan.folder_digest((s.name, s.size, s.mtime_ns) for s in f.files))
+        for f in scan.folders
+    }
+    assert digests.folders == expected
+    assert set(expected) == {"FLOW-001", "FLOW-002", "FLOW-003"}
+    assert digests.epic_files == {f.path: (f.size, f.mtime_ns) for f in scan.epic_files}
+    touched = root / "done/FLOW-002/elaboration.yaml"
+    touched.write_text("ccd", encoding="utf-8")
+    os.utime(touched, ns=(1, 1))
+    again = sync_scan.digest_epic(base, "plans", staged=True, prefixes=["FLOW"])
+    assert again is not None
+    changed = {k for k in expected if again.folders[k] != digests.folders[k]}
+    assert changed == {"FLOW-002"}
+    # two folders for one story: the full survey must decide
+    (root / "backlog/FLOW-002").mkdir()
+    assert sync_scan.digest_epic(base, "plans", staged=True, prefixes=["FLOW"]) is None

@@ -1,5 +1,7 @@
 """``storyflow sync``: files and database, both ways, in one transaction.
 
+0. The no-op index (``sync_quick.py``): when every story folder's digest and every story's
+   state are as the last idle sync saw them, the sync is idle at once.
 1. Survey (read only): the epics (database, and ``*.epic.yaml`` files a fresh clone brings),
    their story folders (``os.scandir``, one ``stat`` per file) and ``sync_files`` (each file
    as of the last sync). A file whose size and mtime match its record is not even read.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 from storyflow.errors import StoryflowError, UsageError
 from storyflow.services.context import Context
 from storyflow.services.sync_ports import StoryItem, SyncFilesPort, SyncRecord, SyncStorePort
+from storyflow.services.sync_quick import quick_idle, save_index
 from storyflow.services.sync_report import Change, SyncReport
 from storyflow.services.sync_survey import Survey, survey
 
@@ -57,8 +60,12 @@ def sync(
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="--jobs 2")
     report = SyncReport(dry_run=dry_run, prefer=prefer)
+    if quick_idle(ctx, ports.files, ports.store, report):
+        return report  # every folder as indexed by the last idle sync: nothing to do
     found = survey(ctx, ports.files, ports.store, report)
     if found.idle(report):
+        if not dry_run:
+            save_index(ctx, ports.files, found, report)
         return report  # nothing read, no write lock taken
     # The machinery of an actual sync (the services, pydantic schemas) loads only now.
     from storyflow.services.ports import FilesPort

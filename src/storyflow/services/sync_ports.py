@@ -58,6 +58,13 @@ class EpicFiles:
     sha256: str | None = None
 
 
+class EpicDigests(NamedTuple):
+    """An epic root as the no-op check sees it: one digest per story folder."""
+
+    folders: dict[str, tuple[str, str]]  # story ID -> (folder path, digest of its files)
+    epic_files: dict[str, tuple[int, int]]  # epic file path -> (size, mtime_ns)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EpicScan:
     root: str
@@ -139,3 +146,9 @@ class SyncFilesPort(Protocol):
     def stat(self, path: str) -> ScannedFile | None: ...
     def load_base(self) -> dict[str, Any]: ...
     def save_base(self, data: Mapping[str, Any]) -> None: ...
+    def digest_epic(
+        self, root: str, *, staged: bool, prefixes: Iterable[str]
+    ) -> EpicDigests | None: ...
+    def folder_digest(self, files: Iterable[ScannedFile]) -> str: ...
+    def load_index(self) -> dict[str, Any] | None: ...
+    def save_index(self, data: Mapping[str, Any]) -> None: ...

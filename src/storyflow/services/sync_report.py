@@ -105,6 +105,7 @@ class SyncReport:
     read: int = 0  # read and hashed
     parsed: int = 0  # parsed (content changed, or new)
     recorded: int = 0  # hashes recorded with no change to make (the file agrees)
+    by_index: bool = False  # decided idle by the no-op index (sync_quick.py), per folder
     rebuilt: dict[str, int] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
@@ -148,6 +149,7 @@ class SyncReport:
                 "parsed": self.parsed,
                 "recorded": self.recorded,
                 "removed": self.removed,
+                "by_index": self.by_index,
             },
             "rebuilt": self.rebuilt,
             "changes": [c.to_json() for c in self.changes],

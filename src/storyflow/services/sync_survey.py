@@ -75,6 +75,7 @@ class Survey:
     held: set[str] = field(default_factory=set)  # two folders for one ID, …: left alone
     missing: list[str] = field(default_factory=list)  # stories with no folder on disk
     removed: list[str] = field(default_factory=list)  # recorded paths not found
+    discovered: list[tuple[str, str]] = field(default_factory=list)  # (prefix, epic file)
     work: int = 0  # files that may need reading
 
     def idle(self, report: SyncReport) -> bool:
@@ -115,7 +116,8 @@ def _unchanged(survey: Survey, item: StoryItem) -> bool:
 def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: SyncReport) -> Survey:
     """Epics, story folders and records, classified; nothing is written."""
     db_epics = {e.prefix: e for e in ctx.store.list_epics()}
-    new_epics, new_shas = _new_epics(files, db_epics, report)
+    discovered = files.discover_epic_files([e.root for e in db_epics.values()])
+    new_epics, new_shas = _new_epics(files, discovered, db_epics, report)
     epics = {**db_epics, **{e.prefix: e for e in new_epics}}
     by_id: dict[str, list[tuple[Epic, StoryFolder]]] = defaultdict(list)
     epic_files: list[EpicFiles] = []
@@ -153,6 +155,7 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
         epic_files=epic_files,
         stats=store.stats(),
         states=store.story_states(),
+        discovered=discovered,
     )
     classifiers = {name: Classifier(layout) for name, layout in LAYOUTS.items()}
     for story_id, places in sorted(by_id.items()):
@@ -184,11 +187,14 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
 
 
 def _new_epics(
-    files: SyncFilesPort, db_epics: dict[str, Epic], report: SyncReport
+    files: SyncFilesPort,
+    discovered: list[tuple[str, str]],
+    db_epics: dict[str, Epic],
+    report: SyncReport,
 ) -> tuple[list[Epic], dict[str, str]]:
     """Epics whose file the workspace has but the database does not (a fresh clone)."""
     found: dict[str, list[str]] = defaultdict(list)
-    for prefix, path in files.discover_epic_files([e.root for e in db_epics.values()]):
+    for prefix, path in discovered:
         found[prefix].append(path)
     new_epics: list[Epic] = []
     new_shas: dict[str, str] = {}

@@ -23,10 +23,17 @@ from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.model import Epic
 from storyflow.errors import InvalidInput
-from storyflow.services.sync_ports import EpicScan, LoadedFile, ScannedFile, StoryDoc
+from storyflow.services.sync_ports import (
+    EpicDigests,
+    EpicScan,
+    LoadedFile,
+    ScannedFile,
+    StoryDoc,
+)
 
 BASE_FILE = "sync/base.json"
 BASE_FORMAT = 1
+INDEX_FILE = "sync/index.json"
 
 
 class SyncFiles:
@@ -50,6 +57,14 @@ class SyncFiles:
 
     def scan_epic(self, root: str, *, staged: bool, prefixes: Iterable[str]) -> EpicScan:
         return sync_scan.scan_epic(self._base, root, staged=staged, prefixes=prefixes)
+
+    def digest_epic(
+        self, root: str, *, staged: bool, prefixes: Iterable[str]
+    ) -> EpicDigests | None:
+        return sync_scan.digest_epic(self._base, root, staged=staged, prefixes=prefixes)
+
+    def folder_digest(self, files: Iterable[ScannedFile]) -> str:
+        return sync_scan.folder_digest((f.name, f.size, f.mtime_ns) for f in files)
 
     def stat(self, path: str) -> ScannedFile | None:
         try:
@@ -138,6 +153,18 @@ class SyncFiles:
     def save_base(self, data: Mapping[str, Any]) -> None:
         text = json.dumps({"format": BASE_FORMAT, "files": data}, separators=(",", ":"))
         write_atomic(self.root / STATE_DIR / BASE_FILE, text)
+
+    def load_index(self) -> dict[str, Any] | None:
+        """The no-op index (services/sync_quick.py), or None when there is none or it does
+        not parse: the full survey then decides, as without an index."""
+        try:
+            data = json.loads((self.root / STATE_DIR / INDEX_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_index(self, data: Mapping[str, Any]) -> None:
+        write_atomic(self.root / STATE_DIR / INDEX_FILE, json.dumps(data, separators=(",", ":")))
 
 
 _LOG_HEADING = re.compile(r"^##\s+Agent Log\s*$", re.I)

@@ -7,13 +7,14 @@ to say where the epics are), pruning hidden, vendored, stage and story folders;
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
 
 from storyflow.adapters.files.epic_file import SUFFIX
 from storyflow.domain.layouts import STAGES
-from storyflow.services.sync_ports import EpicScan, ScannedFile, StoryFolder
+from storyflow.services.sync_ports import EpicDigests, EpicScan, ScannedFile, StoryFolder
 
 STORY_DIR = re.compile(r"[A-Z][A-Z0-9]{1,11}-\d{3,6}")
 PRUNED = frozenset(
@@ -145,3 +146,75 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
         folders=tuple(folders),
         problems=tuple(problems),
     )
+
+
+# ---- the no-op fast path: one digest per story folder -------------------------------------
+
+
+def folder_digest(entries: Iterable[tuple[str, int, int]]) -> str:
+    """A digest of a story folder's files as ``_files`` lists them: (name, size, mtime_ns)
+    of each, in name order. Equal digests: no file added, removed, resized or touched."""
+    text = "\x01".join(sorted(f"{n}\x00{s}\x00{m}" for n, s, m in entries))
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def _digest(folder: str) -> str:
+    entries: list[str] = []
+    with os.scandir(folder) as listing:
+        for entry in listing:
+            name = entry.name
+            if name[0] == "." or entry.is_dir():
+                continue
+            stat = entry.stat()
+            entries.append(f"{name}\x00{stat.st_size}\x00{stat.st_mtime_ns}")
+    entries.sort()
+    text = "\x01".join(entries)
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def digest_epic(
+    base: str, root: str, *, staged: bool, prefixes: Iterable[str]
+) -> EpicDigests | None:
+    """What ``scan_epic`` finds, one digest per story folder instead of a record per file
+    (the same folders and files, by the same rules). None when the full scan must decide:
+    a folder cannot be read, or two folders claim one story."""
+    wanted = tuple(f"{p}-" for p in prefixes)
+    folders: dict[str, tuple[str, str]] = {}
+    epic_files: dict[str, tuple[int, int]] = {}
+    top = f"{base}/{root}"
+    try:
+        entries = list(os.scandir(top))
+    except FileNotFoundError:
+        return EpicDigests(folders, epic_files)
+    except OSError:
+        return None
+    try:
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            rel = f"{root}/{name}"
+            if not entry.is_dir():
+                if name.endswith(SUFFIX):
+                    stat = entry.stat()
+                    epic_files[rel] = (stat.st_size, stat.st_mtime_ns)
+                continue
+            if STORY_DIR.fullmatch(name):
+                if name.startswith(wanted):
+                    if name in folders:
+                        return None
+                    folders[name] = (rel, _digest(entry.path))
+                continue
+            if not staged:
+                continue
+            with os.scandir(entry.path) as children:
+                listed = list(children)
+            for child in listed:
+                cname = child.name
+                if cname.startswith(wanted) and STORY_DIR.fullmatch(cname) and child.is_dir():
+                    if cname in folders:
+                        return None
+                    folders[cname] = (f"{rel}/{cname}", _digest(child.path))
+    except OSError:
+        return None
+    return EpicDigests(folders, epic_files)
