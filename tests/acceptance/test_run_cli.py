@@ -88,6 +88,14 @@ def test_run_refuses_what_it_cannot_do(workspace: Workspace) -> None:
         result = workspace.run(*args, "--json")
         assert result.code == status, (args, result)
         assert result.json["error"]["code"] == code
+    # the error names the flag that was given
+    for args, flag in (
+        (("run", "--epic", "FLOW", "--workers", "0"), "--workers"),
+        (("worker", "--concurrency", "0"), "--concurrency"),
+    ):
+        result = workspace.run(*args, "--json")
+        assert result.code == 2 and result.json["error"]["code"] == "USAGE", result
+        assert result.json["error"]["message"].startswith(f"{flag} must be between 1 and 64")
     assert workspace.run("story", "block", second, "--reason", "waiting").code == 0
     blocked = workspace.run("run", second, "--json")
     assert blocked.code == 3 and blocked.json["error"]["code"] == "NOTHING_TO_RUN"

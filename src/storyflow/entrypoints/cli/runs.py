@@ -191,7 +191,13 @@ def run(
 
 
 def _pool(
-    config: Config, actor: str | None, *, epic: str | None, workers: int | None, until_idle: bool
+    config: Config,
+    actor: str | None,
+    *,
+    epic: str | None,
+    workers: int | None,
+    until_idle: bool,
+    flag: str = "--workers",
 ) -> RunSummary:
     from storyflow.bootstrap import open_context, utc_now
     from storyflow.errors import UsageError
@@ -202,7 +208,11 @@ def _pool(
 
     count = workers if workers is not None else config.runs.workers
     if count < 1 or count > 64:
-        raise UsageError("--workers must be between 1 and 64", hint="e.g. --workers 4")
+        raise UsageError(
+            f"{flag} must be between 1 and 64"
+            + ("" if workers is not None else " (runs.workers in storyflow.yaml)"),
+            hint=f"e.g. {flag} 4",
+        )
     ctx = open_context(config, actor=actor)
     try:
         if epic:
@@ -250,7 +260,9 @@ def worker(
     them) or, with --until-idle, until there is nothing left to do; then prints the report.
     """
     config = _config()
-    summary = _pool(config, actor, epic=epic, workers=concurrency, until_idle=until_idle)
+    summary = _pool(
+        config, actor, epic=epic, workers=concurrency, until_idle=until_idle, flag="--concurrency"
+    )
     if as_json:
         emit_json(summary.to_json())
     else:
