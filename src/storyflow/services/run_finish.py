@@ -99,17 +99,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
         _agent_events(nctx, s, work)
         if not paused and s.take_edge:
             awaiting = _awaiting_approval(nctx, s, verdict)
-        if awaiting:
-            event(
-                nctx,
-                "checkpoint",
-                s.story,
-                s.span_id,
-                phase=s.phase,
-                run_id=s.run_id,
-                state="paused: " + awaiting,
-            )
-        elif paused:
+        if paused:
             event(
                 nctx,
                 "budget",
@@ -122,6 +112,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
                 hard_limit=decision.limits.hard,
                 enforcement=decision.level.value,
             )
+        if paused or awaiting:
             event(
                 nctx,
                 "checkpoint",
@@ -129,7 +120,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
                 s.span_id,
                 phase=s.phase,
                 run_id=s.run_id,
-                state="paused: soft_gate needs a confirmation",
+                state="paused: " + (awaiting or "soft_gate needs a confirmation"),
             )
         elif s.phase.name is PhaseName.SPLIT:
             from storyflow.services.stories import split_story
