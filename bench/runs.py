@@ -166,6 +166,13 @@ def processes(root: Path, database_url: str | None, workers: int) -> dict[str, A
     return {"seconds": seconds, **_check(root, database_url, None)}
 
 
+def _drop_pg(server: str, names: list[str]) -> None:
+    """The benchmark's databases go when it is done (they hold 150 stories each)."""
+    with _pg_admin(f"{server}/postgres") as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def peer(server: str, jobs: int, workers: int) -> dict[str, Any] | None:
     if not PEER_PYTHON.exists():
         return None
@@ -239,6 +246,11 @@ def main() -> None:
                     f"  procrastinate: {found['jobs']} no-op jobs in {found['seconds']:.1f} s "
                     f"= {rate:,.0f}/s"
                 )
+    if "postgresql" in backends:
+        _drop_pg(
+            args.pg_url,
+            [f"sf_bench_runs_{m}" for m in ("threads", "processes")] + ["sf_bench_peer"],
+        )
     print(f"\nload at end: {load()}\n")
     print("| backend | workers | phase runs | seconds | runs/s | target | duplicates | result |")
     print("|---|---|---|---|---|---|---|---|")
