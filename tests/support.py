@@ -48,6 +48,12 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def storyflow_command() -> list[str]:
+    """The installed ``storyflow`` console script beside this Python, else ``-m storyflow``."""
+    exe = Path(sys.executable).with_name("storyflow")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -84,10 +90,8 @@ class Workspace:
 
     def run(self, *args: str, timeout: float = 60) -> Result:
         """The storyflow executable, as a subprocess in the workspace."""
-        exe = Path(sys.executable).with_name("storyflow")
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
         done = subprocess.run(
-            [*command, *args],
+            [*storyflow_command(), *args],
             cwd=self.root,
             env=self.env,
             capture_output=True,
@@ -96,6 +100,15 @@ class Workspace:
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def spawn(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
+        """The storyflow executable started in the workspace, not waited for (output piped
+        unless ``popen`` says otherwise)."""
+        options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        options.update(popen)
+        return subprocess.Popen(
+            [*storyflow_command(), *args], cwd=self.root, env=self.env, text=True, **options
+        )
 
     def cli(self, *args: str) -> Result:
         """The same command line, in this process (fast; same code path after parsing)."""

@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.acceptance._helpers import Flow, history, logged_moves, read_story, show
-from tests.support import Workspace
+from tests.support import Workspace, storyflow_command
 
 STORIES = 5
-
-
-def _command() -> list[str]:
-    exe = Path(sys.executable).with_name("storyflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
 
 
 def race(ws: Workspace, *args: str, copies: int = 2) -> list[tuple[int, str, str]]:
     """Start the same command ``copies`` times, back to back, and wait for all."""
     procs = [
         subprocess.Popen(
-            [*_command(), *args],
+            [*storyflow_command(), *args],
             cwd=ws.root,
             env=ws.env,
             stdout=subprocess.PIPE,

@@ -9,14 +9,13 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from storyflow.services import epics
-from tests.support import REPO, Result, Workspace, new_story
+from tests.support import REPO, Result, Workspace, new_story, storyflow_command
 
 
 class Repo:
@@ -45,10 +44,8 @@ class Repo:
         )
 
     def storyflow(self, *args: str) -> Result:
-        exe = Path(sys.executable).with_name("storyflow")
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
         done = subprocess.run(
-            [*command, *args],
+            [*storyflow_command(), *args],
             cwd=self.ws.root,
             env=self.env,
             capture_output=True,

@@ -7,18 +7,11 @@ import os
 import pty
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 from tests.run_support import configure, epic_with, scenario
-from tests.support import Workspace
+from tests.support import Workspace, storyflow_command
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def _command() -> list[str]:
-    exe = Path(sys.executable).with_name("storyflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
 
 
 def _setup(ws: Workspace) -> None:
@@ -33,7 +26,7 @@ def test_on_a_terminal_the_run_draws_the_board_and_the_report(workspace: Workspa
     master, slave = pty.openpty()
     env = {**workspace.env, "COLUMNS": "140", "LINES": "40", "TERM": "xterm-256color"}
     process = subprocess.Popen(
-        [*_command(), "run", "--epic", "FLOW", "--workers", "2"],
+        [*storyflow_command(), "run", "--epic", "FLOW", "--workers", "2"],
         cwd=workspace.root,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from storyflow.domain.budgets import Enforcement
 from tests.run_support import configure, epic_with, runs_of, scenario
 from tests.support import Workspace, new_story
-
-
-def _command() -> list[str]:
-    exe = Path(sys.executable).with_name("storyflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
-
-
-def spawn(ws: Workspace, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*_command(), *args],
-        cwd=ws.root,
-        env=ws.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_lease(ws: Workspace, story: str, timeout: float = 30) -> None:
@@ -50,9 +32,9 @@ def test_two_runs_of_one_story_one_runs_the_other_exits_5(workspace: Workspace) 
     scenario(workspace, {"phases": {"generate": {"delay": 2}, "elaborate": {"delay": 2}}})
     configure(workspace, {"scenario": "scenario.yaml"})
     (story,) = epic_with(workspace.ctx(), 1)
-    first = spawn(workspace, "run", story, "--json")
+    first = workspace.spawn("run", story, "--json")
     wait_for_lease(workspace, story)
-    second = spawn(workspace, "run", story, "--json")
+    second = workspace.spawn("run", story, "--json")
     lost_code, lost, _ = finish(second)
     won_code, won, err = finish(first)
     assert (won_code, lost_code) == (0, 5), err
@@ -62,9 +44,9 @@ def test_two_runs_of_one_story_one_runs_the_other_exits_5(workspace: Workspace) 
     history = workspace.run("story", "history", story, "--json").json
     assert [h["to_status"] for h in history] == ["pending", "generated"]
     # --wait: the second run waits for the lease, then runs the next phase
-    first = spawn(workspace, "run", story, "--json")
+    first = workspace.spawn("run", story, "--json")
     wait_for_lease(workspace, story)
-    waiting = spawn(workspace, "run", story, "--wait", "--json")
+    waiting = workspace.spawn("run", story, "--wait", "--json")
     assert finish(first)[0] == 0
     code, waited, err = finish(waiting)
     assert code == 0, err

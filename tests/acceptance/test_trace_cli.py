@@ -9,12 +9,10 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +26,7 @@ from tests.support import (
     plan,
     proof,
     qa_gate,
+    storyflow_command,
     verification,
 )
 
@@ -156,19 +155,10 @@ def test_trace_refusals(walked: Workspace) -> None:
     assert ok(ws.run("trace", "FLOW-002", "--json")).stdout == ""
 
 
-def _command(ws: Workspace, *args: str) -> list[str]:
-    exe = Path(sys.executable).with_name("storyflow")
-    return [
-        str(exe) if exe.exists() else sys.executable,
-        *([] if exe.exists() else ["-m", "storyflow"]),
-        *args,
-    ]
-
-
 def test_follow_prints_new_lines_until_interrupted(walked: Workspace) -> None:
     ws = walked
     process = subprocess.Popen(
-        _command(ws, "trace", "FLOW-002", "--follow", "--json"),
+        [*storyflow_command(), "trace", "FLOW-002", "--follow", "--json"],
         cwd=ws.root,
         env=ws.env,
         stdout=subprocess.PIPE,

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import TERMINAL, Status
@@ -19,29 +16,12 @@ from tests.run_support import configure, epic_with, ledger_rows, runs_of, scenar
 from tests.support import Workspace
 
 
-def _command() -> list[str]:
-    exe = Path(sys.executable).with_name("storyflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
-
-
-def spawn(ws: Workspace, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*_command(), *args],
-        cwd=ws.root,
-        env=ws.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_a_killed_workers_story_is_finished_once_by_another(workspace: Workspace) -> None:
     scenario(workspace, {"phases": {"implement": {"delay": 4}}})
     configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
     ctx = workspace.ctx()
     (story,) = epic_with(ctx, 1)
-    doomed = spawn(workspace, "worker", "--epic", "FLOW", "--until-idle")
+    doomed = workspace.spawn("worker", "--epic", "FLOW", "--until-idle", start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the implement phase is running
         if any(r["phase"] == "implement" for r in runs_of(ctx, story)):
@@ -53,7 +33,9 @@ def test_a_killed_workers_story_is_finished_once_by_another(workspace: Workspace
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.communicate(timeout=30)
     assert ctx.store.lease(story) is not None  # left behind by the dead worker
-    rescuer = spawn(workspace, "worker", "--epic", "FLOW", "--until-idle", "--json")
+    rescuer = workspace.spawn(
+        "worker", "--epic", "FLOW", "--until-idle", "--json", start_new_session=True
+    )
     out, err = rescuer.communicate(timeout=120)
     assert rescuer.returncode == 0, err
     assert ctx.story(story).status is Status.COMPLETED
