@@ -18,11 +18,10 @@ from typing import Any
 
 from storyflow.adapters.files import epic_file, storydoc, sync_scan
 from storyflow.adapters.files.atomic import read_text, write_atomic
-from storyflow.adapters.files.yamlio import load_mapping, splice_top_level
+from storyflow.adapters.files.yamlio import splice_top_level
 from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.model import Epic
-from storyflow.errors import InvalidInput
 from storyflow.services.sync_ports import (
     EpicDigests,
     EpicScan,
@@ -100,18 +99,7 @@ class SyncFiles:
         )
 
     def parse_artifact(self, text: str, kind: ArtifactKind, file_name: str, display: str) -> Any:
-        try:
-            return storydoc.parse_artifact(text, kind, file_name, display)
-        except InvalidInput:
-            # an earlier storyflow copied a YAML source verbatim to its stamped .md name
-            # (it now writes the fields as front matter): such a file is read as its YAML.
-            if not file_name.endswith(".md") or text.startswith("---"):
-                raise
-            try:
-                return load_mapping(text, source=display)
-            except InvalidInput:
-                pass
-            raise
+        return storydoc.parse_artifact(text, kind, file_name, display)
 
     def parse_epic(self, text: str, display: str) -> Epic:
         root = display.rsplit("/", 1)[0] if "/" in display else "."
