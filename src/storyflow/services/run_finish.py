@@ -213,8 +213,7 @@ def _awaiting_approval(ctx: Context, s: Started, verdict: str | None) -> str | N
         return None
     if s.phase.edge_for(verdict) is not Status.READY_TO_WORK:
         return None
-    latest = ctx.store.latest_artifact(s.story.id, ArtifactKind.ELABORATION)
-    if latest is None or ctx.store.approvals(latest.id):
+    if transitions.elaboration_approved(ctx, s.story.id):
         return None
     return f"the elaboration awaits PM/UX approval: storyflow approve {s.story.id} --by NAME"
 

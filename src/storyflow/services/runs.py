@@ -217,8 +217,7 @@ def _approved_since(ctx: Context, story: Story, row: dict[str, Any]) -> bool:
     edge (the elaboration is reused, the agent does not run again)."""
     if row["status"] != "paused" or row.get("error_code") != AWAITING_APPROVAL:
         return False
-    latest = ctx.store.latest_artifact(story.id, ArtifactKind.ELABORATION)
-    return latest is not None and bool(ctx.store.approvals(latest.id))
+    return transitions.elaboration_approved(ctx, story.id)
 
 
 def _model(

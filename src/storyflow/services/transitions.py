@@ -456,6 +456,13 @@ def _register_story_snapshot(
     )
 
 
+def elaboration_approved(ctx: Context, story_id: str) -> bool:
+    """Whether the story's latest elaboration carries a PM/UX approval (what the approval
+    guard asks for, read by the run engine to pause rather than fail)."""
+    latest = ctx.store.latest_artifact(story_id, ArtifactKind.ELABORATION)
+    return latest is not None and bool(ctx.store.approvals(latest.id))
+
+
 def approve(ctx: Context, story_id: str, *, by: str, note: str | None = None) -> dict[str, Any]:
     """Record the PM/UX approval of the story's latest elaboration."""
     parse_story_id(story_id)
