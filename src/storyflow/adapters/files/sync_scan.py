@@ -154,7 +154,13 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
 def folder_digest(entries: Iterable[tuple[str, int, int]]) -> str:
     """A digest of a story folder's files as ``_files`` lists them: (name, size, mtime_ns)
     of each, in name order. Equal digests: no file added, removed, resized or touched."""
-    text = "\x01".join(sorted(f"{n}\x00{s}\x00{m}" for n, s, m in entries))
+    return _hash([f"{n}\x00{s}\x00{m}" for n, s, m in entries])
+
+
+def _hash(entries: list[str]) -> str:
+    """The digest of a folder's "name NUL size NUL mtime" entries, in name order."""
+    entries.sort()
+    text = "\x01".join(entries)
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
 
 
@@ -167,9 +173,7 @@ def _digest(folder: str) -> str:
                 continue
             stat = entry.stat()
             entries.append(f"{name}\x00{stat.st_size}\x00{stat.st_mtime_ns}")
-    entries.sort()
-    text = "\x01".join(entries)
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+    return _hash(entries)  # as folder_digest, without a tuple per file
 
 
 def digest_epic(
