@@ -285,6 +285,12 @@ class Recorder:
         self.ops.append(("all", sql, dict(params or {})))
         return self.conn.fetchall(sql, params)
 
+    def fetch_batch(self, statements: Any) -> Any:
+        # replayed one by one, as execute_batch's
+        for sql, params in statements:
+            self.ops.append(("all", sql, dict(params or {})))
+        return self.conn.fetch_batch(statements)
+
     def executemany(self, sql: str, rows: Any) -> None:
         self.ops.append(("many", sql, [dict(r) for r in rows]))
         self.conn.executemany(sql, rows)

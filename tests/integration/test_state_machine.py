@@ -9,7 +9,7 @@ from storyflow.domain.statuses import Status
 from storyflow.errors import ConflictError, RuleViolation
 from storyflow.services import epics, stories
 from storyflow.services.transitions import move
-from tests.support import Driver, Workspace, new_story
+from tests.support import Driver, Workspace, code_review, new_story, proof
 
 S = Status
 NON_TERMINAL = [s for s in Status if s not in (S.COMPLETED, S.CANCELLED, S.SUPERSEDED)]
@@ -139,3 +139,29 @@ def test_force_overrides_edges_but_not_terminal_statuses(driver: Driver) -> None
     with pytest.raises(RuleViolation) as terminal:
         move(ctx, story_id, "in-progress", force=True, reason="try")
     assert terminal.value.code == "TERMINAL_STATUS"
+
+
+def test_evidence_read_with_the_story_serves_only_the_edge_it_was_read_for(
+    driver: Driver,
+) -> None:
+    """A move reads the facts of the likeliest evidence edge into its target together with
+    the story (in-progress -> ready-for-qa, for ready-for-qa). From ready-for-code-review
+    the edge is another one: its code review must postdate the entry into review, so the
+    review written during implementation, which the guessed edge would accept, is stale."""
+    ctx = driver.ctx
+    story_id = new_story(ctx)
+    driver.drive_to(story_id, S.IN_PROGRESS)
+    driver.submit(story_id, "proof", proof())
+    driver.submit(story_id, "code_review", code_review("PASS"))
+    driver.move(story_id, S.READY_FOR_CODE_REVIEW.value)
+    before = _history_len(driver, story_id)
+
+    with pytest.raises(RuleViolation) as stale:
+        move(ctx, story_id, S.READY_FOR_QA.value)
+    assert stale.value.code == "GUARD_FAILED"
+    assert ctx.story(story_id).status is S.READY_FOR_CODE_REVIEW
+    assert _history_len(driver, story_id) == before
+
+    driver.submit(story_id, "code_review", code_review("PASS"))
+    assert move(ctx, story_id, S.READY_FOR_QA.value).target is S.READY_FOR_QA
+    assert _history_len(driver, story_id) == before + 1

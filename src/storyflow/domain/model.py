@@ -235,6 +235,11 @@ class Loaded:
     log_head: tuple[int, str]  # (seq, hash) of the last Agent Log row; (0, "") when none
 
 
+# (latest artifact of the edge's kind, story version at the latest entry into its anchor
+# status, tokens used in its budget phase): what an edge's evidence guards read
+EdgeFacts = tuple[ArtifactVersion | None, int, int]
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgentLogRow:
     timestamp: str

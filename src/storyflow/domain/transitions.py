@@ -265,10 +265,23 @@ def _escape_edges() -> list[Edge]:
 
 EDGES: tuple[Edge, ...] = tuple(_lifecycle_edges() + _escape_edges())
 EDGE_INDEX: dict[tuple[Status, Status], Edge] = {}
+# the first edge into each status that reads evidence (reversed: the first one wins)
+_EVIDENCE_INTO: dict[Status, Edge] = {e.target: e for e in reversed(EDGES) if e.evidence}
 
 
 def find_edge(source: Status, target: Status) -> Edge | None:
     return EDGE_INDEX.get((source, target))
+
+
+def likely_edge(target: Status, source: Status | None = None) -> Edge | None:
+    """The edge a move to ``target`` most likely takes, when that edge reads evidence: the
+    edge from ``source`` when the caller knows it, else the first evidence edge into
+    ``target`` (the lifecycle's forward edge, listed first). A mover reads that edge's facts
+    together with the story; a wrong guess only costs the read it would have made anyway."""
+    if source is not None:
+        edge = find_edge(source, target)
+        return edge if edge is not None and edge.evidence is not None else None
+    return _EVIDENCE_INTO.get(target)
 
 
 def successors(source: Status) -> list[Status]:

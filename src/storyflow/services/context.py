@@ -5,11 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from storyflow.config import Config
-from storyflow.domain.model import AgentLogRow, Epic, Loaded, Story, parse_prefix, parse_story_id
+from storyflow.domain.model import (
+    AgentLogRow,
+    EdgeFacts,
+    Epic,
+    Loaded,
+    Story,
+    parse_prefix,
+    parse_story_id,
+)
 from storyflow.errors import NotFoundError
 from storyflow.services.ports import FilesPort, StorePort
+
+if TYPE_CHECKING:
+    from storyflow.domain.transitions import Edge
 
 
 @dataclass(kw_only=True)
@@ -59,6 +71,18 @@ class Context:
             self.story(story_id)  # raises the not-found error
         assert found is not None
         return found
+
+    def load_for_edge(self, story_id: str, edge: Edge) -> tuple[Loaded, EdgeFacts]:
+        """``load`` and the facts ``edge``'s evidence guard reads, in one round trip."""
+        assert edge.evidence is not None
+        parse_story_id(story_id)
+        found, facts = self.store.get_story_with_edge_facts(
+            story_id, edge.evidence.kind, edge.evidence.anchor, edge.budget_phase
+        )
+        if found is None:
+            self.story(story_id)  # raises the not-found error
+        assert found is not None
+        return found, facts
 
     def log_row(
         self, epic: Epic, action: str, outputs: str, agent: str | None = None

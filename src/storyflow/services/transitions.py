@@ -13,9 +13,16 @@ from typing import Any
 from storyflow.domain import guards
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetAction, BudgetDecision, BudgetPhase, evaluate
-from storyflow.domain.model import ArtifactVersion, Epic, Story, parse_story_id
+from storyflow.domain.model import ArtifactVersion, EdgeFacts, Epic, Story, parse_story_id
 from storyflow.domain.statuses import TERMINAL, Status, parse_status
-from storyflow.domain.transitions import PHASE_RUN_MARKERS, Edge, Guard, find_edge, successors
+from storyflow.domain.transitions import (
+    PHASE_RUN_MARKERS,
+    Edge,
+    Guard,
+    find_edge,
+    likely_edge,
+    successors,
+)
 from storyflow.errors import (
     BudgetRefused,
     ConflictError,
@@ -33,6 +40,16 @@ from storyflow.services.projection import (
 from storyflow.services.unit_of_work import change
 
 
+def _same_needs(read: Edge, edge: Edge) -> bool:
+    """Whether the facts read for ``read`` are the ones ``edge``'s guards need."""
+    assert read.evidence is not None and edge.evidence is not None
+    return (read.evidence.kind, read.evidence.anchor, read.budget_phase) == (
+        edge.evidence.kind,
+        edge.evidence.anchor,
+        edge.budget_phase,
+    )
+
+
 class StoreFacts:
     """``guards.Facts`` read lazily from the store and the story folder, cached per move."""
 
@@ -47,14 +64,18 @@ class StoreFacts:
         self._phase_totals: dict[BudgetPhase, int] = {}
         self.story_snapshot: tuple[str, str, dict[str, Any]] | None = None
 
-    def prefetch(self, edge: Edge) -> None:
-        """Read what the edge's evidence and budget guards need in one round trip."""
+    def prefetch(self, edge: Edge, ahead: tuple[Edge, EdgeFacts] | None = None) -> None:
+        """Read what the edge's evidence and budget guards need in one round trip, unless
+        ``ahead`` already holds them (read with the story for an edge with the same needs)."""
         if edge.evidence is None:
             return
         spec = edge.evidence
-        artifact, anchor_version, used = self.ctx.store.edge_facts(
-            self.story.id, spec.kind, spec.anchor, edge.budget_phase
-        )
+        if ahead is not None and _same_needs(ahead[0], edge):
+            artifact, anchor_version, used = ahead[1]
+        else:
+            artifact, anchor_version, used = self.ctx.store.edge_facts(
+                self.story.id, spec.kind, spec.anchor, edge.budget_phase
+            )
         self._artifacts[spec.kind] = artifact
         self._entered[spec.anchor] = anchor_version
         if edge.budget_phase is not None:
@@ -298,7 +319,13 @@ def move(
     decision: BudgetDecision | None = None
     warnings: list[str] = []
     with change(ctx):
-        loaded = ctx.load(story_id)
+        guess = None if force else likely_edge(target, expected)
+        ahead: tuple[Edge, EdgeFacts] | None = None
+        if guess is None:
+            loaded = ctx.load(story_id)
+        else:
+            loaded, facts_ahead = ctx.load_for_edge(story_id, guess)
+            ahead = (guess, facts_ahead)
         story, epic = loaded.story, loaded.epic
         source = story.status
         if expected is not None and source is not expected:
@@ -335,7 +362,7 @@ def move(
         else:
             if edge is None:
                 raise _refuse_edge(story, target)
-            facts.prefetch(edge)
+            facts.prefetch(edge, ahead)
             failures = guards.check(edge, facts, reason=reason)
             if failures:
                 raise _guard_error(story, edge, failures)

@@ -43,6 +43,10 @@ class Connection(Protocol):
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]: ...
 
+    def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+        """Run reads in order and return each one's rows; one round trip on PostgreSQL."""
+        ...
+
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         """Rows as plain tuples: for bulk reads, where a dict per row costs more than the
         query (storyflow sync reads one row per file)."""
@@ -114,6 +118,9 @@ class SqliteConnection:
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
         return self._run(sql, params).fetchall()
+
+    def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+        return [self._run(sql, params).fetchall() for sql, params in statements]
 
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         cursor = self._conn.cursor()
@@ -258,6 +265,9 @@ class PostgresConnection:
         rows: list[Row] = self._send([(sql, params)])[0].fetchall()
         return rows
 
+    def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+        return [cursor.fetchall() for cursor in self._send(statements)]
+
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         from psycopg.rows import tuple_row
 
@@ -382,6 +392,10 @@ class BatchingConnection:
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
         self.flush()
         return self.inner.fetchall(sql, params)
+
+    def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+        self.flush()
+        return self.inner.fetch_batch(statements)
 
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         self.flush()

@@ -26,6 +26,7 @@ from storyflow.domain.layouts import LayoutName
 from storyflow.domain.model import (
     AgentLogRow,
     ArtifactVersion,
+    EdgeFacts,
     Epic,
     EpicSettings,
     LedgerEntry,
@@ -404,6 +405,38 @@ def _artifact(row: Row) -> ArtifactVersion:
     )
 
 
+def _loaded(row: Row) -> Loaded:
+    deps = sorted(row["deps"].split(",")) if row["deps"] else []
+    reqs = sorted(row["reqs"].split(",")) if row["reqs"] else []
+    epic_row = {c: row[f"e_{c}"] for c in _EPIC_COLUMNS}
+    epic_row["prefix"] = row["epic"]
+    lease = None
+    if row["l_owner"] is not None:
+        lease = {"owner": row["l_owner"], "expires_at": parse_ts(row["l_expires_at"])}
+    head = (0, "")
+    if row["log_head"]:
+        seq, _, digest = row["log_head"].partition(":")
+        head = (int(seq), digest)
+    return Loaded(story=_story(row, deps, reqs), epic=_epic(epic_row), lease=lease, log_head=head)
+
+
+def _edge_facts_params(
+    story_id: str, kind: ArtifactKind, anchor: Status, phase: BudgetPhase | None
+) -> dict[str, Any]:
+    return {
+        "story_id": story_id,
+        "kind": kind.value,
+        "anchor": anchor.value,
+        "phase": phase.value if phase else "",
+    }
+
+
+def _edge_facts(row: Row) -> EdgeFacts:
+    artifact = None if row["id"] is None else _artifact(row)
+    anchor_version = int(row["anchor_version"]) if row["anchor_version"] is not None else 0
+    return artifact, anchor_version, int(row["phase_total"])
+
+
 def log_row_hash(previous: str, row: AgentLogRow) -> str:
     text = "\x1f".join((previous, row.timestamp, row.agent, row.action, row.outputs))
     import hashlib  # only writers chain log rows
@@ -566,22 +599,21 @@ class Store:
     def get_story_and_epic(self, story_id: str) -> Loaded | None:
         """The story, its epic, its lease and the head of its log: one round trip."""
         row = self.conn.fetchone(self._q_story_and_epic, {"id": story_id})
-        if row is None:
-            return None
-        deps = sorted(row["deps"].split(",")) if row["deps"] else []
-        reqs = sorted(row["reqs"].split(",")) if row["reqs"] else []
-        epic_row = {c: row[f"e_{c}"] for c in _EPIC_COLUMNS}
-        epic_row["prefix"] = row["epic"]
-        lease = None
-        if row["l_owner"] is not None:
-            lease = {"owner": row["l_owner"], "expires_at": parse_ts(row["l_expires_at"])}
-        head = (0, "")
-        if row["log_head"]:
-            seq, _, digest = row["log_head"].partition(":")
-            head = (int(seq), digest)
-        return Loaded(
-            story=_story(row, deps, reqs), epic=_epic(epic_row), lease=lease, log_head=head
+        return None if row is None else _loaded(row)
+
+    def get_story_with_edge_facts(
+        self, story_id: str, kind: ArtifactKind, anchor: Status, phase: BudgetPhase | None
+    ) -> tuple[Loaded | None, EdgeFacts]:
+        """``get_story_and_epic`` and ``edge_facts`` together: one round trip for what a
+        move reads before its guards (the edge is guessed by the caller from the target)."""
+        story_rows, facts_rows = self.conn.fetch_batch(
+            [
+                (self._q_story_and_epic, {"id": story_id}),
+                (Q_EDGE_FACTS, _edge_facts_params(story_id, kind, anchor, phase)),
+            ]
         )
+        loaded = _loaded(story_rows[0]) if story_rows else None
+        return loaded, _edge_facts(facts_rows[0])
 
     def list_stories(
         self, *, epic: str | None = None, statuses: Sequence[Status] | None = None
@@ -849,22 +881,12 @@ class Store:
 
     def edge_facts(
         self, story_id: str, kind: ArtifactKind, anchor: Status, phase: BudgetPhase | None
-    ) -> tuple[ArtifactVersion | None, int, int]:
+    ) -> EdgeFacts:
         """(latest ``kind`` artifact, version at the latest entry into ``anchor``, tokens
         used in ``phase``) in one round trip."""
-        row = self.conn.fetchone(
-            Q_EDGE_FACTS,
-            {
-                "story_id": story_id,
-                "kind": kind.value,
-                "anchor": anchor.value,
-                "phase": phase.value if phase else "",
-            },
-        )
+        row = self.conn.fetchone(Q_EDGE_FACTS, _edge_facts_params(story_id, kind, anchor, phase))
         assert row is not None
-        artifact = None if row["id"] is None else _artifact(row)
-        anchor_version = int(row["anchor_version"]) if row["anchor_version"] is not None else 0
-        return artifact, anchor_version, int(row["phase_total"])
+        return _edge_facts(row)
 
     def entered_version(self, story_id: str, status: Status) -> int:
         row = self.conn.fetchone(Q_ENTERED_VERSION, {"story_id": story_id, "status": status.value})
