@@ -253,6 +253,15 @@ def load_yaml(text: str, *, source: str, line_offset: int = 0, construct: bool =
         line = _error_line(exc, line_offset)
         where = f"{source}:{line}" if line else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "maximum nesting depth" in problem:
+            # PyYAML >= 6.0.3 bounds nesting itself (its scanner looks ahead in flow
+            # collections, so it can refuse before the event count above reaches MAX_DEPTH)
+            raise InvalidInput(
+                f"{where}: YAML nests deeper than {MAX_DEPTH} levels",
+                code="YAML_TOO_COMPLEX",
+                hint="flatten the document",
+                details={"file": source, "line": line},
+            ) from exc
         raise InvalidInput(
             f"{where}: malformed YAML: {problem}",
             code="INVALID_YAML",
