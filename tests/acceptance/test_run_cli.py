@@ -191,3 +191,80 @@ def test_an_epic_that_asks_for_approval_pauses_its_stories_until_approved(
     assert elaborations[1]["outcome"]["reused"] is True  # the analyst did not run again
     shown = workspace.run("artifact", "list", waiting, "--json").json
     assert [a["version"] for a in shown if a["kind"] == "elaboration"] == [1]
+
+
+def test_a_plan_imported_mid_flight_blocks_what_cannot_complete_before_any_agent_runs(
+    workspace: Workspace,
+) -> None:
+    """An index imported mid-flight brings stories past generation with no Reuse Plan, and
+    stories past implementation with no proof. No phase ahead of them writes either, so the
+    acceptance rule would refuse them at the very end: the run blocks each one when it is
+    first claimed, with the reason and what to do, and no agent spends a token on it. A
+    person completes the story file, unblocks the story, and the run takes it on."""
+    from tests.plan_support import FLOW_INDEX, FOLDERS, plan_folder
+
+    plan_folder(workspace, "FLOW", index=FLOW_INDEX)
+    assert workspace.run("plan", "import", FOLDERS["FLOW"]).code == 0
+    configure(workspace)
+    ctx = workspace.ctx()
+    before = {s.id: s.status.value for s in ctx.store.list_stories(epic="FLOW")}
+    assert before["FLOW-007"] == "generated" and before["FLOW-010"] == "uat"
+
+    result = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json", timeout=120)
+    assert result.code == 0, result
+    ran = {r["story"] for r in result.json["runs"]}
+    assert ran == {s for s, status in before.items() if status == "pending"}
+    after = {s.id: s for s in ctx.store.list_stories(epic="FLOW")}
+    no_reuse_plan = "story file: reuse_plan"
+    assert after["FLOW-007"].status.value == "blocked"
+    assert after["FLOW-007"].blocked_from is not None
+    assert after["FLOW-007"].blocked_from.value == "generated"
+    assert no_reuse_plan in (after["FLOW-007"].blocked_reason or "")
+    assert after["FLOW-010"].status.value == "blocked"
+    reason = after["FLOW-010"].blocked_reason or ""
+    assert "no proof from the last implementation round" in reason and no_reuse_plan in reason
+    for story_id, status in before.items():
+        if status in ("pending", "completed", "cancelled", "blocked"):
+            continue
+        now = after[story_id]
+        assert runs_of(ctx, story_id) == [], story_id  # no agent ran for it
+        assert now.status.value in ("blocked", status), story_id
+    blocked_now = [s for s, status in before.items() if after[s].status.value != status]
+    report = {s["story"]: s for s in result.json["stories"]}
+    for story_id in blocked_now:
+        if before[story_id] != "pending":
+            assert no_reuse_plan in report[story_id]["reason"], report[story_id]
+
+    (story_file,) = workspace.root.glob("**/FLOW-007/story.yaml")
+    text = story_file.read_text(encoding="utf-8")
+    assert "reuse_plan: ''" in text
+    story_file.write_text(
+        text.replace("reuse_plan: ''", "reuse_plan: Reuses @repo/db."), encoding="utf-8"
+    )
+    assert workspace.run("story", "unblock", "FLOW-007").code == 0
+    resumed = workspace.run("run", "FLOW-007", "--json")
+    assert resumed.code == 3, resumed  # the FLOW plan asks for approval after elaboration
+    assert resumed.json["error"]["code"] == "AWAITING_APPROVAL"
+    assert [(r["phase"], r["status"]) for r in runs_of(ctx, "FLOW-007")] == [
+        ("elaborate", "paused")
+    ]
+
+
+def test_run_of_a_story_that_cannot_complete_says_what_to_do(workspace: Workspace) -> None:
+    from tests.plan_support import FLOW_INDEX, FOLDERS, plan_folder
+
+    plan_folder(workspace, "FLOW", index=FLOW_INDEX)
+    assert workspace.run("plan", "import", FOLDERS["FLOW"]).code == 0
+    configure(workspace)
+    refused = workspace.run("run", "FLOW-010", "--json")
+    assert refused.code == 3, refused
+    error = refused.json["error"]
+    assert error["code"] == "PRECONDITION_FAILED"
+    assert "no proof from the last implementation round" in error["message"]
+    assert error["hint"] == (
+        "write it, then: storyflow artifact submit FLOW-010 proof; "
+        "then: storyflow story unblock FLOW-010"
+    )
+    shown = workspace.run("story", "show", "FLOW-010", "--json").json
+    assert shown["status"] == "blocked" and shown["blocked_from"] == "uat"
+    assert runs_of(workspace.ctx(), "FLOW-010") == []

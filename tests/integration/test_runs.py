@@ -3,6 +3,8 @@ parallel reviewers -- through the services, with the scripted agent."""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from storyflow.services import transitions
 from storyflow.services.agents import AgentPort, AgentRequest, AgentResult, Monitor
 from storyflow.services.context import Context
 from storyflow.services.runs import run_phase, start
-from storyflow.services.workers import Claimed, claim_next, run_story
+from storyflow.services.workers import Claimed, claim_next, run_story, work_loop
 from tests.run_support import configure, env, epic_with, ledger_rows, runs_of, scenario
 from tests.support import Workspace
 
@@ -308,6 +310,47 @@ def test_a_failure_without_retries_blocks_at_once(workspace: Workspace) -> None:
     outcome = run_story(ctx, env(ctx), story)
     assert outcome.status == "blocked" and outcome.error_code == "AGENT_SPAWN_FAILED"
     assert "AGENT_SPAWN_FAILED after 1 attempt" in (ctx.story(story).blocked_reason or "")
+
+
+def test_a_phase_its_start_edge_refuses_blocks_the_story_instead_of_looping(
+    workspace: Workspace,
+) -> None:
+    """A hand edit empties the Reuse Plan of a story storyflow generated: the elaborate
+    phase cannot enter in-elaboration. The story is blocked with the guard's reason (no
+    agent runs), and a worker told to stop when idle does stop, instead of claiming it
+    again and again."""
+    configure(workspace, {"scenario": "scenario.yaml"})
+    scenario(workspace, ZERO)
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env, agent = counting_env(ctx)
+    assert run_story(ctx, run_env, story).status == "succeeded"  # generate
+    path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story))
+    text = path.read_text(encoding="utf-8")
+    emptied = re.sub(r"(?m)^reuse_plan:.*$", "reuse_plan: ''", text)
+    assert emptied != text
+    path.write_text(emptied, encoding="utf-8")
+
+    worker = threading.Thread(
+        target=work_loop,
+        args=(ctx, run_env),
+        daemon=True,
+        kwargs={"epic": "FLOW", "until_idle": True},
+    )
+    worker.start()
+    worker.join(timeout=30)
+    looping = worker.is_alive()
+    run_env.stop.set()
+    worker.join(timeout=30)
+    assert not looping, "the worker kept claiming the story"
+    shown = ctx.story(story)
+    assert shown.status is Status.BLOCKED and shown.blocked_from is Status.GENERATED
+    assert "elaborate cannot start" in (shown.blocked_reason or "")
+    assert "reuse_plan" in (shown.blocked_reason or "")
+    assert agent.calls == [("generate", None)]
+    assert [r["phase"] for r in runs_of(ctx, story)] == ["generate"]
+    errors = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "error"]
+    assert [e["payload"]["error_code"] for e in errors] == ["GUARD_FAILED"]
 
 
 def test_the_review_loop_cap_blocks_the_story(workspace: Workspace) -> None:

@@ -6,14 +6,16 @@ facts its guards read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
 from storyflow.domain import gates
-from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.artifacts import ArtifactKind, Verdict
 from storyflow.domain.budgets import BudgetPhase
 from storyflow.domain.model import AcceptancePart, ArtifactVersion, Epic, Story
+from storyflow.domain.phases import DONE, Phase
 from storyflow.domain.statuses import Status
 from storyflow.domain.transitions import (
     PLAN_EVIDENCE,
@@ -22,6 +24,7 @@ from storyflow.domain.transitions import (
     Edge,
     Evidence,
     Guard,
+    find_edge,
 )
 
 
@@ -107,6 +110,10 @@ def _reason(edge: Edge, facts: Facts, reason: str | None) -> list[GuardFailure]:
 
 
 def _story_file(edge: Edge, facts: Facts, reason: str | None) -> list[GuardFailure]:
+    return _story_file_failures(facts)
+
+
+def _story_file_failures(facts: Facts) -> list[GuardFailure]:
     return [
         GuardFailure(
             guard=Guard.STORY_FILE_VALID,
@@ -283,30 +290,9 @@ def _acceptance(edge: Edge, facts: Facts, reason: str | None) -> list[GuardFailu
     """The parts of the acceptance rule the epic's plan names (all four by default)."""
     story_id = facts.story.id
     parts = facts.epic.settings.acceptance
-    reuse = AcceptancePart.REUSE in parts and facts.epic.settings.reuse_gate
-    problems: list[tuple[str, str]] = []
-    proof = None
-    if AcceptancePart.REUSE in parts or AcceptancePart.CHECKS in parts:
-        proof = fresh_artifact(facts, PROOF_EVIDENCE)
-        if proof is None:
-            problems.append(
-                (
-                    "no proof from the last implementation round",
-                    _submit_hint(story_id, ArtifactKind.PROOF),
-                )
-            )
-    if proof is not None:
-        if reuse:
-            hint = "document reused packages, or why reuse was not possible, in the proof"
-            problems += [(p, hint) for p in gates.reuse_problems(proof.content)]
-        if AcceptancePart.CHECKS in parts:
-            hint = "record lint, typecheck and tests as pass in the proof's checks"
-            problems += [(f"acceptance: {p}", hint) for p in gates.failing_checks(proof.content)]
-    if reuse:
-        problems += [
-            (f"story file: {p}", "complete the story's ## Reuse Plan")
-            for p in facts.story_file_problems()
-        ]
+    problems = _proof_problems(facts)
+    if _reuse_rule(facts):
+        problems += _reuse_plan_problems(facts)
     if AcceptancePart.NAMING in parts:
         problems += [
             (f"naming: {p}", "rename the file to the layout's convention (storyflow layouts)")
@@ -324,6 +310,75 @@ def _acceptance(edge: Edge, facts: Facts, reason: str | None) -> list[GuardFailu
             )
         )
     return [GuardFailure(guard=Guard.ACCEPTANCE, message=m, hint=h) for m, h in problems]
+
+
+def _reuse_rule(facts: Facts) -> bool:
+    return AcceptancePart.REUSE in facts.epic.settings.acceptance and bool(
+        facts.epic.settings.reuse_gate
+    )
+
+
+def _proof_problems(facts: Facts) -> list[tuple[str, str]]:
+    """The acceptance rule's demands on the last implementation round's proof."""
+    parts = facts.epic.settings.acceptance
+    if AcceptancePart.REUSE not in parts and AcceptancePart.CHECKS not in parts:
+        return []
+    proof = fresh_artifact(facts, PROOF_EVIDENCE)
+    if proof is None:
+        return [
+            (
+                "no proof from the last implementation round",
+                _submit_hint(facts.story.id, ArtifactKind.PROOF),
+            )
+        ]
+    problems: list[tuple[str, str]] = []
+    if _reuse_rule(facts):
+        hint = "document reused packages, or why reuse was not possible, in the proof"
+        problems += [(p, hint) for p in gates.reuse_problems(proof.content)]
+    if AcceptancePart.CHECKS in parts:
+        hint = "record lint, typecheck and tests as pass in the proof's checks"
+        problems += [(f"acceptance: {p}", hint) for p in gates.failing_checks(proof.content)]
+    return problems
+
+
+def _reuse_plan_problems(facts: Facts) -> list[tuple[str, str]]:
+    return [
+        (f"story file: {p}", "complete the story's ## Reuse Plan")
+        for p in facts.story_file_problems()
+    ]
+
+
+def completion_blockers(facts: Facts, ahead: Sequence[Phase]) -> list[GuardFailure]:
+    """What will stop the story at a guard on its way to completed that none of the phases
+    ``ahead`` (``phases.phases_ahead``) can provide, however their verdicts go: the story
+    file when no phase rewrites it, the proof when no implementation round is ahead. Read
+    before a story's first phase, so an agent does not spend tokens on a story that cannot
+    complete (a plan imported mid-flight)."""
+    produced = {kind for phase in ahead for kind in phase.produces}
+    problems: list[tuple[str, str]] = []
+    if ArtifactKind.PROOF not in produced:
+        problems += _proof_problems(facts)
+    if ArtifactKind.STORY not in produced:
+        if _reuse_rule(facts):
+            problems += _reuse_plan_problems(facts)
+        elif Guard.STORY_FILE_VALID in _guards_on_the_way(facts.story.status, ahead):
+            problems += [(f.message, f.hint) for f in _story_file_failures(facts)]
+    return [GuardFailure(guard=Guard.ACCEPTANCE, message=m, hint=h) for m, h in problems]
+
+
+def _guards_on_the_way(status: Status, ahead: Sequence[Phase]) -> set[Guard]:
+    """The guards of the edges the phases ``ahead`` take from ``status``, passing."""
+    found: set[Guard] = set()
+    source = status
+    for phase in ahead:
+        steps = [phase.running] if phase.running and source is not phase.running else []
+        steps.append(phase.edges.get(Verdict.PASS) or phase.edges[DONE])
+        for target in steps:
+            edge = find_edge(source, target)
+            if edge is not None:
+                found.update(edge.guards)
+            source = target
+    return found
 
 
 def _unblock_target(edge: Edge, facts: Facts, reason: str | None) -> list[GuardFailure]:

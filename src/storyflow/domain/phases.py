@@ -237,6 +237,27 @@ def phase_for(status: Status) -> Phase | None:
     return PHASE_OF_STATUS.get(status)
 
 
+def phases_ahead(status: Status) -> tuple[Phase, ...] | None:
+    """The phases a story in ``status`` still runs on its way to completed when every
+    verdict passes; None where no agent's path leads to completed (a split, blocked, a
+    terminal status). What they produce is what the acceptance rule can expect fresh: a
+    story missing anything else (an empty Reuse Plan past generation, no proof past
+    implementation: a plan imported mid-flight) cannot complete, however the phases go."""
+    return _PHASES_AHEAD.get(status)
+
+
+def _happy_path(status: Status) -> tuple[Phase, ...] | None:
+    path: list[Phase] = []
+    current = status
+    for _ in range(len(Status)):
+        phase = PHASE_OF_STATUS.get(current)
+        if phase is None:
+            break
+        path.append(phase)
+        current = phase.edges.get(V.PASS) or phase.edges[DONE]
+    return tuple(path) if current is Status.COMPLETED else None
+
+
 def parse_phase_name(text: str) -> PhaseName:
     key = text.strip().lower()
     try:
@@ -299,3 +320,6 @@ def validate_phases(phases: Mapping[PhaseName, Phase]) -> dict[Status, Phase]:
 
 
 PHASE_OF_STATUS.update(validate_phases(PHASES))
+_PHASES_AHEAD: dict[Status, tuple[Phase, ...]] = {
+    status: path for status in PHASE_OF_STATUS if (path := _happy_path(status)) is not None
+}

@@ -35,6 +35,7 @@ class PhaseOutcome:
     usage: Usage = field(default_factory=Usage)
     error_code: str | None = None
     message: str | None = None
+    hint: str | None = None  # what a person does next (a story blocked before it ran)
     retry_in: float | None = None  # failed, to be retried after this many seconds
     recorded: bool = False  # an earlier run's outcome, returned without running the agent
 
@@ -51,6 +52,7 @@ class PhaseOutcome:
             "tokens": {**self.usage.to_json(), "total": self.usage.total},
             "error_code": self.error_code,
             "message": self.message,
+            "hint": self.hint,
             "recorded": self.recorded,
         }
 

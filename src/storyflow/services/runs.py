@@ -19,12 +19,13 @@ import threading
 import time
 from typing import Any
 
+from storyflow.domain import guards
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetDecision, evaluate
 from storyflow.domain.model import Epic, Story
-from storyflow.domain.phases import Phase
+from storyflow.domain.phases import Phase, phases_ahead
 from storyflow.domain.statuses import Status
-from storyflow.errors import ConflictError, StoryflowError
+from storyflow.errors import ConflictError, RuleViolation, StoryflowError
 from storyflow.services import transitions
 from storyflow.services.agents import AgentFailure
 from storyflow.services.context import Context
@@ -87,25 +88,8 @@ def start(
         phase, action = choose(story, named, force=force)
         reason = loop_cap_reason(story, phase, env.settings.review_loop_cap)
         if reason and action is Action.RUN:
-            transitions.move(nctx, story_id, Status.BLOCKED, reason=reason, lease_owner=env.worker)
-            event(
-                nctx,
-                "error",
-                story,
-                span_id,
-                phase=phase,
-                error_code="REVIEW_LOOP_CAP",
-                message=reason,
-            )
-            return PhaseOutcome(
-                story_id=story_id,
-                phase=phase.name.value,
-                status="blocked",
-                source=story.status.value,
-                target=Status.BLOCKED.value,
-                error_code="REVIEW_LOOP_CAP",
-                message=reason,
-            )
+            hint = f"storyflow story unblock {story_id} once the reviews can pass"
+            return _block(nctx, env, story, phase, span_id, "REVIEW_LOOP_CAP", [(reason, hint)])
         rows = runs.runs_of(story_id, phase.name.value)
         if action is Action.SKIP:
             done = [r for r in rows if r["status"] in ("succeeded", "paused")]
@@ -120,9 +104,20 @@ def start(
         if action is Action.RUN and reuses_fresh(phase) and _fresh_outputs(nctx, story, phase):
             action = Action.REUSE
         source = story.status
+        if action is Action.RUN:
+            blockers = _completion_blockers(nctx, epic, story)
+            if blockers:
+                return _block(nctx, env, story, phase, span_id, "PRECONDITION_FAILED", blockers)
         if action is Action.RUN and phase.running and story.status is not phase.running:
             # Into the running status first: a retry then keys the run the same way.
-            transitions.move(nctx, story_id, phase.running, lease_owner=env.worker)
+            try:
+                transitions.move(nctx, story_id, phase.running, lease_owner=env.worker)
+            except RuleViolation as refused:
+                # The phase cannot start, and would not on a retry: the story waits for a
+                # person, with the guard's reason, instead of being claimed again.
+                message = f"{phase.name.value} cannot start: {refused.message}"
+                hint = refused.hint or f"storyflow story show {story_id}"
+                return _block(nctx, env, story, phase, span_id, refused.code, [(message, hint)])
             story = nctx.story(story_id)
         iteration = _iteration(nctx, story, phase)
         versions = runs.artifact_versions(story_id)
@@ -212,6 +207,51 @@ def start(
     return started
 
 
+def _block(
+    ctx: Context,
+    env: RunEnv,
+    story: Story,
+    phase: Phase,
+    span_id: str,
+    code: str,
+    problems: list[tuple[str, str]],
+) -> PhaseOutcome:
+    """Block the story before its phase runs: the reason is the problems, the first hint
+    says what a person does; the error event and the outcome carry both."""
+    reason = "; ".join(message for message, _ in problems)
+    hint = problems[0][1]
+    if "unblock" not in hint:
+        hint += f"; then: storyflow story unblock {story.id}"
+    transitions.move(ctx, story.id, Status.BLOCKED, reason=reason, lease_owner=env.worker)
+    event(ctx, "error", story, span_id, phase=phase, error_code=code, message=reason, hint=hint)
+    return PhaseOutcome(
+        story_id=story.id,
+        phase=phase.name.value,
+        status="blocked",
+        source=story.status.value,
+        target=Status.BLOCKED.value,
+        error_code=code,
+        message=reason,
+        hint=hint,
+    )
+
+
+def _completion_blockers(ctx: Context, epic: Epic, story: Story) -> list[tuple[str, str]]:
+    """Before a story's first phase: what stops it completing that no phase ahead can
+    provide (a plan imported mid-flight: no Reuse Plan, no proof). Stories storyflow has run
+    before were checked then, so the story file is read at most once per story."""
+    ahead = phases_ahead(story.status)
+    if ahead is None:
+        return []
+    produced = {kind for phase in ahead for kind in phase.produces}
+    if {ArtifactKind.STORY, ArtifactKind.PROOF} <= produced:
+        return []  # every later demand is made fresh by a phase ahead
+    if ctx.store.run_store().succeeded_once(story.id):
+        return []
+    facts = transitions.StoreFacts(ctx, epic, story, ctx.now().date())
+    return [(f.message, f.hint) for f in guards.completion_blockers(facts, ahead)]
+
+
 def _approved_since(ctx: Context, story: Story, row: dict[str, Any]) -> bool:
     """A run paused for an approval that has since been given: the next attempt takes the
     edge (the elaboration is reused, the agent does not run again)."""
@@ -285,6 +325,9 @@ def run_phase(
     while True:
         started = start(ctx, env, story_id, named=named, force=force)
         if isinstance(started, PhaseOutcome):
+            if started.status == "blocked":  # before its phase ran: say so, as a failure does
+                note = f"{started.message} (hint: {started.hint})"
+                env.observer.on_story_done(story_id, started.status, note)
             return started
         outcome = attempt(ctx, env, started)
         if outcome.status != "failed" or outcome.retry_in is None:

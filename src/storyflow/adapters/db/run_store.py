@@ -108,6 +108,9 @@ Q_RUNS_OF = f"""
 SELECT {RUN_COLUMNS} FROM runs WHERE story_id = :story_id AND phase = :phase
 ORDER BY started_at, id
 """
+Q_SUCCEEDED_ONCE = """
+SELECT 1 AS one FROM runs WHERE story_id = :story_id AND status = 'succeeded' LIMIT 1
+"""
 Q_ADOPT_RUN = """
 UPDATE runs SET worker = :worker, started_at = :started_at, agent = :agent, model = :model,
     trace_id = :trace_id
@@ -266,6 +269,10 @@ class RunStore:
         return [
             _run(r) for r in self.conn.fetchall(Q_RUNS_OF, {"story_id": story_id, "phase": phase})
         ]
+
+    def succeeded_once(self, story_id: str) -> bool:
+        """Whether any phase of the story has run to a recorded success."""
+        return self.conn.fetchone(Q_SUCCEEDED_ONCE, {"story_id": story_id}) is not None
 
     def runs_by_id(self, ids: Sequence[str]) -> list[Row]:
         rows: list[Row] = []

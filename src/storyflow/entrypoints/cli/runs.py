@@ -116,7 +116,7 @@ def _raise_for(outcome: PhaseOutcome) -> None:
         message = f"{outcome.story_id}: {outcome.phase} paused: the budget needs a confirmation"
     else:
         code = outcome.error_code if outcome.error_code in CODES else "INTERNAL"
-        hint = (
+        hint = outcome.hint or (
             f"the story is blocked: storyflow story show {outcome.story_id}"
             if outcome.status == "blocked"
             else f"storyflow story show {outcome.story_id}"
