@@ -204,7 +204,12 @@ def test_a_plan_imported_mid_flight_blocks_what_cannot_complete_before_any_agent
     from tests.plan_support import FLOW_INDEX, FOLDERS, plan_folder
 
     plan_folder(workspace, "FLOW", index=FLOW_INDEX)
-    assert workspace.run("plan", "import", FOLDERS["FLOW"]).code == 0
+    imported = workspace.run("plan", "import", FOLDERS["FLOW"], "--json")
+    assert imported.code == 0, imported
+    reuse = [w for w in imported.json["warnings"] if "empty Reuse Plan" in w["message"]]
+    (uat,) = [w for w in reuse if w["message"].startswith("FLOW-010: imported at uat")]
+    assert uat["file"].endswith("stories.index.md") and uat["line"]
+    assert not [w for w in reuse if w["message"].startswith("FLOW-001:")]  # completed
     configure(workspace)
     ctx = workspace.ctx()
     before = {s.id: s.status.value for s in ctx.store.list_stories(epic="FLOW")}

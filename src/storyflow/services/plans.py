@@ -21,14 +21,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from storyflow.config import validate_timezone
-from storyflow.domain.model import Epic, EpicSettings
+from storyflow.domain.checks import story_file_is_draft
+from storyflow.domain.model import Epic, EpicSettings, Story
 from storyflow.domain.plan_model import INDEX_FILE, DerivedPlan, PlanWarning
 from storyflow.domain.plan_rules import derive
+from storyflow.domain.statuses import TERMINAL
 from storyflow.errors import InvalidInput, StoryflowError
 from storyflow.services.context import Context
 from storyflow.services.epics import _root, _title
 from storyflow.services.plan_report import Change, ImportReport, MoveRequest, StoryChange
 from storyflow.services.plan_targets import (
+    Target,
     check_graph,
     check_story_files,
     insert_story,
@@ -78,6 +81,8 @@ def import_plan(
                 if not target.exists:
                     insert_story(ctx, writes, epic, target)
                     report.stories.append(StoryChange(id=target.story.id, change="added"))
+                    if _needs_reuse_plan(target.story):
+                        report.warnings.append(_reuse_plan_warning(target))
                     continue
                 current = existing[target.story.id]
                 fields = target.changed(current)
@@ -103,6 +108,26 @@ def import_plan(
         render_after_commit(ctx, epic, story_id)
     _apply_moves(ctx, report)
     return report
+
+
+def _needs_reuse_plan(story: Story) -> bool:
+    """Imported past the draft statuses: its story file needs a Reuse Plan the index
+    cannot give (``storyflow check`` flags it from then on), unless nothing more happens to
+    it (a terminal status)."""
+    if story.status in TERMINAL:
+        return False
+    return not story_file_is_draft(story.status, story.blocked_from, None)
+
+
+def _reuse_plan_warning(target: Target) -> PlanWarning:
+    planned, story = target.planned, target.story
+    return PlanWarning(
+        file=planned.source,
+        line=planned.status_line or planned.line,
+        message=f"{story.id}: imported at {story.status.value} with an empty Reuse Plan: write "
+        "it in the story file (storyflow check flags it, and storyflow run blocks the story "
+        "until it is there)",
+    )
 
 
 def _timezone(derived: DerivedPlan, plan_file: str, warnings: list[PlanWarning]) -> str | None:
