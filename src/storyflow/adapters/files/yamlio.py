@@ -253,19 +253,17 @@ def load_yaml(text: str, *, source: str, line_offset: int = 0, construct: bool =
         line = _error_line(exc, line_offset)
         where = f"{source}:{line}" if line else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "maximum nesting depth" in problem:
-            # PyYAML >= 6.0.3 bounds nesting itself (its scanner looks ahead in flow
-            # collections, so it can refuse before the event count above reaches MAX_DEPTH)
-            raise InvalidInput(
-                f"{where}: YAML nests deeper than {MAX_DEPTH} levels",
-                code="YAML_TOO_COMPLEX",
-                hint="flatten the document",
-                details={"file": source, "line": line},
-            ) from exc
+        # PyYAML >= 6.0.4 bounds nesting itself, and its scanner looks ahead through flow
+        # collections: it can refuse before the event count above reaches MAX_DEPTH.
+        too_deep = "maximum nesting depth" in problem
         raise InvalidInput(
-            f"{where}: malformed YAML: {problem}",
-            code="INVALID_YAML",
-            hint="fix the YAML syntax at that line (quote values that contain ': ' or '#')",
+            f"{where}: YAML nests deeper than {MAX_DEPTH} levels"
+            if too_deep
+            else f"{where}: malformed YAML: {problem}",
+            code="YAML_TOO_COMPLEX" if too_deep else "INVALID_YAML",
+            hint="flatten the document"
+            if too_deep
+            else "fix the YAML syntax at that line (quote values that contain ': ' or '#')",
             details={"file": source, "line": line},
         ) from exc
     except RecursionError as exc:
