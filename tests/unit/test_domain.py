@@ -737,3 +737,25 @@ def test_legacy_kind_unknown_names(name: str) -> None:
 def test_default_roots() -> None:
     assert default_root(LayoutName.STAGED, "FLOW") == "plans/flow"
     assert default_root(LayoutName.FLAT, "REVI") == "plans/stories"
+
+
+def test_the_phases_ahead_of_each_status_are_the_passing_path_to_completed() -> None:
+    from storyflow.domain.phases import PHASE_OF_STATUS, PhaseName, phases_ahead
+
+    names = {s: [p.name for p in phases_ahead(s) or ()] for s in Status}
+    assert names[Status.PENDING] == [
+        PhaseName.GENERATE,
+        PhaseName.ELABORATE,
+        PhaseName.PLAN,
+        PhaseName.IMPLEMENT,
+        PhaseName.REVIEW,
+        PhaseName.VERIFY,
+        PhaseName.GATE,
+    ]
+    assert names[Status.CODE_REVIEW_FAILED][:2] == [PhaseName.FIX, PhaseName.REVIEW]
+    assert names[Status.UAT] == [PhaseName.GATE]
+    # a split supersedes the story; blocked and terminal statuses run nothing
+    for status in (Status.NEEDS_SPLIT, Status.BLOCKED, Status.COMPLETED, Status.SUPERSEDED):
+        assert phases_ahead(status) is None
+    for status in set(PHASE_OF_STATUS) - {Status.NEEDS_SPLIT}:
+        assert names[status][-1] is PhaseName.GATE, status
