@@ -210,6 +210,13 @@ def test_a_plan_imported_mid_flight_blocks_what_cannot_complete_before_any_agent
     (uat,) = [w for w in reuse if w["message"].startswith("FLOW-010: imported at uat")]
     assert uat["file"].endswith("stories.index.md") and uat["line"]
     assert not [w for w in reuse if w["message"].startswith("FLOW-001:")]  # completed
+    # storyflow check agrees: the same stories, each at its story file; the ones imported
+    # as done are records, with nothing left to plan
+    checked = workspace.run("check", "--json")
+    assert checked.code == 3, checked
+    flagged = {f["story"] for f in checked.json["findings"] if "reuse_plan" in f["message"]}
+    assert flagged == {w["message"].split(":")[0] for w in reuse}
+    assert "FLOW-001" not in flagged and "FLOW-002" not in flagged
     configure(workspace)
     ctx = workspace.ctx()
     before = {s.id: s.status.value for s in ctx.store.list_stories(epic="FLOW")}

@@ -67,8 +67,15 @@ DRAFT_STATUSES = frozenset({Status.PENDING, Status.GENERATED, Status.CANCELLED})
 def story_file_is_draft(
     status: Status, blocked_from: Status | None, entered: Iterable[Status] | None
 ) -> bool:
-    if entered is not None and Status.IN_ELABORATION in set(entered):
-        return False
+    """Whether the story file may still have an empty Reuse Plan. ``entered``: the statuses
+    the database saw the story enter (None: no database to ask)."""
+    if entered is not None:
+        seen = set(entered)
+        if Status.IN_ELABORATION in seen:
+            return False
+        if status is Status.COMPLETED:
+            # imported as done: its planning predates storyflow, and nothing is left to plan
+            return True
     effective = (blocked_from or Status.PENDING) if status is Status.BLOCKED else status
     return effective in DRAFT_STATUSES
 
