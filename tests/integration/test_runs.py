@@ -17,8 +17,8 @@ from storyflow.domain.statuses import NON_TERMINAL, TERMINAL, Status
 from storyflow.services import transitions
 from storyflow.services.agents import AgentPort, AgentRequest, AgentResult, Monitor
 from storyflow.services.context import Context
-from storyflow.services.runs import run_phase, start
-from storyflow.services.workers import Claimed, claim_next, run_story, work_loop
+from storyflow.services.runs import run_phase, start, worker_name
+from storyflow.services.workers import Claimed, claim_next, run_pool, run_story, work_loop
 from tests.run_support import configure, env, epic_with, ledger_rows, runs_of, scenario
 from tests.support import Workspace
 
@@ -351,6 +351,43 @@ def test_a_phase_its_start_edge_refuses_blocks_the_story_instead_of_looping(
     assert [r["phase"] for r in runs_of(ctx, story)] == ["generate"]
     errors = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "error"]
     assert [e["payload"]["error_code"] for e in errors] == ["GUARD_FAILED"]
+
+
+def test_a_story_file_a_bad_merge_broke_is_left_alone_and_the_run_ends(
+    workspace: Workspace,
+) -> None:
+    """Conflict markers in a generated story's file: its phase cannot even be refused by a
+    move (every move re-reads the file), so the pool leaves that story alone for the rest of
+    the run, finishes the others, and stops when idle instead of claiming it forever."""
+    configure(workspace, {"scenario": "scenario.yaml"})
+    scenario(workspace, ZERO)
+    ctx = workspace.ctx()
+    broken, other = epic_with(ctx, 2)
+    run_env, agent = counting_env(ctx)
+    assert run_story(ctx, run_env, broken).status == "succeeded"  # generate
+    path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(broken))
+    with path.open("a", encoding="utf-8") as out:
+        out.write("<<<<<<< HEAD\nx: 1\n=======\nx: 2\n>>>>>>> theirs\n")
+    before = ctx.story(broken)
+
+    pool = threading.Thread(
+        target=run_pool,
+        args=(workspace.ctx, run_env),
+        kwargs={"workers": 2, "epic": "FLOW", "until_idle": True, "name": worker_name},
+        daemon=True,
+    )
+    pool.start()
+    pool.join(timeout=60)
+    looping = pool.is_alive()
+    run_env.stop.set()
+    pool.join(timeout=30)
+    assert not looping, "the pool kept claiming the broken story"
+    assert ctx.story(other).status is Status.COMPLETED
+    after = ctx.story(broken)
+    assert (after.status, after.version) == (before.status, before.version)
+    assert set(run_env.refused) == {broken}
+    assert [phase for phase, _ in agent.calls].count("elaborate") == 1  # the other story's
+    assert [r["phase"] for r in runs_of(ctx, broken)] == ["generate"]
 
 
 def test_the_review_loop_cap_blocks_the_story(workspace: Workspace) -> None:

@@ -40,6 +40,10 @@ class RunEnv:
     abort: threading.Event = field(default_factory=threading.Event)  # interrupt the agent
     sleep: Callable[[float], None] = time.sleep
     run_ids: list[str] = field(default_factory=list)  # every run this env started or read
+    # Stories whose phase was refused before it started (a story file a bad merge broke,
+    # say) -> when this process may try them again: until then no worker of this env claims
+    # them, so a pool neither spins on them nor waits on them to be idle. Shared by a pool.
+    refused: dict[str, float] = field(default_factory=dict)
 
     def lease_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.lease_seconds)

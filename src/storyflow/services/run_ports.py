@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -14,10 +14,21 @@ Row = dict[str, Any]
 class RunStorePort(Protocol):
     # leases
     def candidates(
-        self, *, now: datetime, statuses: Sequence[Status], epic: str | None, limit: int
+        self,
+        *,
+        now: datetime,
+        statuses: Sequence[Status],
+        epic: str | None,
+        limit: int,
+        skip: Collection[str] = (),
     ) -> list[Row]: ...
     def idle_state(
-        self, *, now: datetime, statuses: Sequence[Status], epic: str | None
+        self,
+        *,
+        now: datetime,
+        statuses: Sequence[Status],
+        epic: str | None,
+        skip: Collection[str] = (),
     ) -> tuple[int, int]: ...
     def acquire(
         self, story_id: str, *, owner: str, phase: str | None, now: datetime, expires: datetime

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -60,7 +61,11 @@ def claim_next(ctx: Context, env: RunEnv, *, epic: str | None) -> Claimed | bool
     now = ctx.now()
     limit = 2 if ctx.store.dialect == "postgresql" else 4
     with ctx.store.transaction():
-        for row in runs.candidates(now=now, statuses=statuses, epic=epic, limit=limit):
+        # read once the claim holds the write lock: a story another worker refused while
+        # this one waited for it is skipped too
+        clock = time.monotonic()
+        skip = [story_id for story_id, until in list(env.refused.items()) if until > clock]
+        for row in runs.candidates(now=now, statuses=statuses, epic=epic, limit=limit, skip=skip):
             took = runs.acquire(
                 row["id"], owner=env.worker, phase=None, now=now, expires=env.lease_until(now)
             )
@@ -71,7 +76,7 @@ def claim_next(ctx: Context, env: RunEnv, *, epic: str | None) -> Claimed | bool
                     ctx, env, row["id"], {"owner": row["l_owner"], "run_id": row["l_run_id"]}
                 )
             return Claimed(story_id=row["id"], takeover=took)
-        claimable, busy = runs.idle_state(now=now, statuses=statuses, epic=epic)
+        claimable, busy = runs.idle_state(now=now, statuses=statuses, epic=epic, skip=skip)
     return claimable == 0 and busy == 0
 
 
@@ -139,32 +144,49 @@ def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) 
             try:
                 run_phase(ctx, env, claimed.story_id)
             except StoryflowError as error:
-                # A phase refused before it started (e.g. a hand edit broke the story file):
-                # the story stays, this worker goes on with others.
-                log.warning("%s: %s", claimed.story_id, error.message)
-                from storyflow.services.run_report import PhaseEvent
-
-                env.observer.on_error(
-                    PhaseEvent(
-                        story_id=claimed.story_id,
-                        epic=epic or "",
-                        title="",
-                        phase="",
-                        run_id=None,
-                        attempt=0,
-                        worker=env.worker,
-                        status="failed",
-                        error_code=error.code,
-                        message=error.message,
-                    )
-                )
-                env.sleep(env.settings.poll_seconds)
+                # A phase refused before it started (e.g. a bad merge broke the story file):
+                # the story stays as it is, and this run leaves it alone for a while
+                # instead of claiming it again at once, forever.
+                _refused(env, claimed.story_id, epic, error)
             finally:
                 release(ctx, env, claimed.story_id)
             continue
         if claimed and until_idle:
             return
         env.sleep(env.settings.poll_seconds)
+
+
+# How long a run leaves a refused story alone before a long-running worker tries it again
+# (a person may have fixed it meanwhile); a run that stops when idle does not wait for it.
+REFUSAL_COOLOFF_SECONDS = 300.0
+
+
+def _refused(env: RunEnv, story_id: str, epic: str | None, error: StoryflowError) -> None:
+    if isinstance(error, ConflictError):  # lost to another writer: claim again as usual
+        env.sleep(env.settings.poll_seconds)
+        return
+    log.warning("%s: %s", story_id, error.message)
+    from storyflow.services.run_report import PhaseEvent
+
+    env.refused[story_id] = time.monotonic() + REFUSAL_COOLOFF_SECONDS
+    env.observer.on_error(
+        PhaseEvent(
+            story_id=story_id,
+            epic=epic or "",
+            title="",
+            phase="",
+            run_id=None,
+            attempt=0,
+            worker=env.worker,
+            status="failed",
+            error_code=error.code,
+            message=error.message,
+        )
+    )
+    hint = f" (hint: {error.hint})" if error.hint else ""
+    env.observer.on_story_done(
+        story_id, "refused", f"{error.code}: {error.message}{hint}; left alone by this run"
+    )
 
 
 def run_pool(

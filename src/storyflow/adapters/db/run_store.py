@@ -11,7 +11,7 @@ a second insert of the same key does nothing and the caller reads the recorded r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,31 +162,49 @@ class RunStore:
 
     # ---- leases ---------------------------------------------------------------------------
 
-    def _scope(self, statuses: Sequence[Status], epic: str | None) -> dict[str, Any]:
+    def _scope(
+        self, statuses: Sequence[Status], epic: str | None, skip: Collection[str] = ()
+    ) -> dict[str, Any]:
         names = {f"st{i}": s.value for i, s in enumerate(statuses)}
+        skipped = {f"sk{i}": story_id for i, story_id in enumerate(sorted(skip))}
+        where = "AND s.epic = :epic" if epic else ""
+        if skipped:
+            where += f" AND s.id NOT IN ({', '.join(f':{n}' for n in skipped)})"
         return {
             "statuses": ", ".join(f":{n}" for n in names),
-            "epic": "AND s.epic = :epic" if epic else "",
+            "epic": where,
             "busy_epic": "AND t.epic = :epic" if epic else "",
-            "params": {**names, "epic": epic, "false": False},
+            "params": {**names, **skipped, "epic": epic, "false": False},
         }
 
     def candidates(
-        self, *, now: datetime, statuses: Sequence[Status], epic: str | None, limit: int
+        self,
+        *,
+        now: datetime,
+        statuses: Sequence[Status],
+        epic: str | None,
+        limit: int,
+        skip: Collection[str] = (),
     ) -> list[Row]:
-        """Claimable stories in claim order; on PostgreSQL locked (SKIP LOCKED) until the
-        transaction ends, so concurrent claimers look at different rows."""
-        scope = self._scope(statuses, epic)
+        """Claimable stories in claim order (but those in ``skip``); on PostgreSQL locked
+        (SKIP LOCKED) until the transaction ends, so concurrent claimers look at different
+        rows."""
+        scope = self._scope(statuses, epic, skip)
         sql = Q_CANDIDATES.format(statuses=scope["statuses"], epic=scope["epic"])
         if self.dialect == "postgresql":
             sql += " FOR UPDATE OF s SKIP LOCKED"
         return self.conn.fetchall(sql, {**scope["params"], "now": ts(now), "limit": limit})
 
     def idle_state(
-        self, *, now: datetime, statuses: Sequence[Status], epic: str | None
+        self,
+        *,
+        now: datetime,
+        statuses: Sequence[Status],
+        epic: str | None,
+        skip: Collection[str] = (),
     ) -> tuple[int, int]:
-        """(claimable stories, active leases) seen in one snapshot."""
-        scope = self._scope(statuses, epic)
+        """(claimable stories but those in ``skip``, active leases) seen in one snapshot."""
+        scope = self._scope(statuses, epic, skip)
         sql = Q_IDLE.format(
             statuses=scope["statuses"], epic=scope["epic"], busy_epic=scope["busy_epic"]
         )
