@@ -312,6 +312,18 @@ def test_a_failure_without_retries_blocks_at_once(workspace: Workspace) -> None:
     assert "AGENT_SPAWN_FAILED after 1 attempt" in (ctx.story(story).blocked_reason or "")
 
 
+def stops_when_idle(run_env: Any, loop: Any, *args: Any, **kwargs: Any) -> bool:
+    """Run a worker loop (or pool) told to stop when idle, in a thread: whether it did stop
+    within a minute. A loop that does not is stopped, so the test fails instead of hanging."""
+    thread = threading.Thread(target=loop, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    stopped = not thread.is_alive()
+    run_env.stop.set()
+    thread.join(timeout=30)
+    return stopped
+
+
 def test_a_phase_its_start_edge_refuses_blocks_the_story_instead_of_looping(
     workspace: Workspace,
 ) -> None:
@@ -331,18 +343,7 @@ def test_a_phase_its_start_edge_refuses_blocks_the_story_instead_of_looping(
     assert emptied != text
     path.write_text(emptied, encoding="utf-8")
 
-    worker = threading.Thread(
-        target=work_loop,
-        args=(ctx, run_env),
-        daemon=True,
-        kwargs={"epic": "FLOW", "until_idle": True},
-    )
-    worker.start()
-    worker.join(timeout=30)
-    looping = worker.is_alive()
-    run_env.stop.set()
-    worker.join(timeout=30)
-    assert not looping, "the worker kept claiming the story"
+    assert stops_when_idle(run_env, work_loop, ctx, run_env, epic="FLOW", until_idle=True)
     shown = ctx.story(story)
     assert shown.status is Status.BLOCKED and shown.blocked_from is Status.GENERATED
     assert "elaborate cannot start" in (shown.blocked_reason or "")
@@ -370,18 +371,16 @@ def test_a_story_file_a_bad_merge_broke_is_left_alone_and_the_run_ends(
         out.write("<<<<<<< HEAD\nx: 1\n=======\nx: 2\n>>>>>>> theirs\n")
     before = ctx.story(broken)
 
-    pool = threading.Thread(
-        target=run_pool,
-        args=(workspace.ctx, run_env),
-        kwargs={"workers": 2, "epic": "FLOW", "until_idle": True, "name": worker_name},
-        daemon=True,
+    assert stops_when_idle(
+        run_env,
+        run_pool,
+        workspace.ctx,
+        run_env,
+        workers=2,
+        epic="FLOW",
+        until_idle=True,
+        name=worker_name,
     )
-    pool.start()
-    pool.join(timeout=60)
-    looping = pool.is_alive()
-    run_env.stop.set()
-    pool.join(timeout=30)
-    assert not looping, "the pool kept claiming the broken story"
     assert ctx.story(other).status is Status.COMPLETED
     after = ctx.story(broken)
     assert (after.status, after.version) == (before.status, before.version)
