@@ -1,3 +1,3 @@
-from storyflow.entrypoints.cli.main import run
+from storyflow.entrypoints.cli.launch import run
 
 run()

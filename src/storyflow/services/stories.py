@@ -489,6 +489,14 @@ def workable(ctx: Context, *, epic: str | None = None) -> list[Story]:
     return sorted(ready, key=lambda s: (rank.get(s.priority, 9), s.created_at, s.number))
 
 
+def workable_json(ctx: Context, *, epic: str | None = None, limit: int = 0) -> list[dict[str, Any]]:
+    """``storyflow next --json``: the workable stories (the first ``limit`` when > 0)."""
+    stories = workable(ctx, epic=epic)
+    if limit > 0:
+        stories = stories[:limit]
+    return [story_json(s) for s in stories]
+
+
 def board(ctx: Context, *, epic: str | None = None) -> dict[str, Any]:
     if epic:
         ctx.epic(epic)

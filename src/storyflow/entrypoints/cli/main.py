@@ -7,14 +7,14 @@ start fast.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 
 import click
 
 from storyflow import __version__
-from storyflow.errors import StoryflowError
+from storyflow.entrypoints.cli import fast
+from storyflow.entrypoints.cli.plain import guarded
 
 # name -> (module, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -152,78 +152,43 @@ def _json_mode(argv: list[str]) -> bool:
     return "--json" in argv
 
 
-def _print_error(error: StoryflowError, json_mode: bool) -> None:
-    if json_mode:
-        click.echo(json.dumps(error.to_json(), ensure_ascii=False))
-        return
-    hint = f" (hint: {error.hint})" if error.hint else ""
-    click.echo(f"storyflow: error[{error.code}]: {error.message}{hint}", err=True)
+def _click_main(args: list[str]) -> int:
+    """Click parses and runs the command; its own exceptions become our exit statuses."""
+    try:
+        cli.main(args=args, prog_name="storyflow", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        click.echo("storyflow: aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        from storyflow.errors import UsageError
+
+        where = getattr(error, "ctx", None)
+        command = where.command_path if where is not None else "storyflow COMMAND"
+        raise UsageError(error.format_message(), hint=f"{command} --help shows usage") from error
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command line and exit with its status (the fast read path first)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    json_mode = _json_mode(args)
     if os.environ.get("STORYFLOW_DEBUG"):
         import logging  # ~8 ms: only when asked for
 
         logging.basicConfig(
             level=logging.DEBUG, format="storyflow: %(levelname)s %(name)s: %(message)s"
         )
-    try:
-        cli.main(args=args, prog_name="storyflow", standalone_mode=False)
-    except StoryflowError as error:
-        _print_error(error, json_mode)
-        sys.exit(error.exit_status)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.exceptions.Abort:
-        click.echo("storyflow: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as error:
-        from storyflow.errors import UsageError
-
-        where = getattr(error, "ctx", None)
-        command = where.command_path if where is not None else "storyflow COMMAND"
-        usage = UsageError(error.format_message(), hint=f"{command} --help shows usage")
-        _print_error(usage, json_mode)  # one line, as for every other error
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("storyflow: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
-    except Exception as exc:
-        if os.environ.get("STORYFLOW_DEBUG"):
-            raise
-        from storyflow.errors import StoryflowError as Root
-
-        internal = Root(
-            f"internal error: {type(exc).__name__}: {exc}",
-            hint="rerun with STORYFLOW_DEBUG=1 for the traceback, and report it",
-        )
-        _print_error(internal, json_mode)
-        sys.exit(1)
-    sys.exit(0)
+    code = fast.handle(args)
+    if code is None:
+        code = guarded(lambda: _click_main(args), _json_mode(args))
+    sys.exit(code)
 
 
-def run() -> None:
-    """The console script: ``main`` without the 20-30 ms of interpreter teardown a
-    short-lived process does not need (the database is closed and output flushed first)."""
-    import gc
+def run() -> None:  # pragma: no cover - the console script is storyflow.entrypoints.cli.launch
+    from storyflow.entrypoints.cli.launch import run as launch
 
-    gc.disable()  # a CLI run allocates little and exits: collection is wasted work
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    else:
-        code = 0
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        pass
-    os._exit(code)
+    launch()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,9 +13,9 @@ from storyflow.entrypoints.cli.common import (
     json_option,
     option,
     service_context,
-    split_values,
     table,
 )
+from storyflow.entrypoints.cli.plain import split_values
 
 
 @click.group()
@@ -414,15 +414,17 @@ def approve(story_id: str, by: str, note: str | None, actor: str | None, as_json
 def next_(epic: str | None, limit: int, as_json: bool) -> None:
     """Workable stories: ready-to-work, dependencies completed, requirements met, by
     priority then age."""
-    from storyflow.services.stories import story_json, workable
+    from storyflow.services.stories import workable, workable_json
 
+    if as_json:
+        with service_context() as ctx:
+            rows = workable_json(ctx, epic=epic, limit=limit)
+        emit_json(rows)
+        return
     with service_context() as ctx:
         stories = workable(ctx, epic=epic)
     if limit > 0:
         stories = stories[:limit]
-    if as_json:
-        emit_json([story_json(s) for s in stories])
-        return
     table(["id", "priority", "title"], [[s.id, s.priority, s.title] for s in stories])
 
 
