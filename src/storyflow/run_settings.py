@@ -319,12 +319,15 @@ def parse_run_settings(raw: Any, env: Mapping[str, str], source: str) -> RunSett
         str(k): parser.value(f"runs.phase_agents.{k}", _name, v)
         for k, v in parser.mapping("runs.phase_agents", section.get("phase_agents")).items()
     }
-    from storyflow.domain.phases import PhaseName
-
     for phase, agent in {**phase_agents, "": values.get("default_agent", "scripted")}.items():
         where = f"runs.phase_agents.{phase}" if phase else "runs.default_agent"
-        if phase and phase not in {p.value for p in PhaseName}:
-            raise _bad(where, "unknown phase (one of " + ", ".join(PhaseName) + ")", source)
+        if phase:
+            # imported only when there is a phase name to check: every command loads the
+            # config, and the phase graph is validated when its module is imported
+            from storyflow.domain.phases import PhaseName
+
+            if phase not in {p.value for p in PhaseName}:
+                raise _bad(where, "unknown phase (one of " + ", ".join(PhaseName) + ")", source)
         if agent not in agents:
             raise _bad(where, f"no agent {agent!r} under runs.agents", source)
     heartbeat = values.get("heartbeat_seconds", 10.0)
