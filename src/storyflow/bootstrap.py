@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from storyflow.services.docs import DocsDirectory
     from storyflow.services.hooks import GitRepository
     from storyflow.services.sync import SyncPorts
+    from storyflow.services.sync_ports import SyncFilesPort
 
 
 def utc_now() -> datetime:
@@ -116,19 +117,23 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
     return built.__getitem__
 
 
-def sync_ports(ctx: Context) -> SyncPorts:
-    """What storyflow sync needs besides the context: the sync_files store (on the context's
-    connection, so a sync is one transaction) and the workspace walker and readers."""
-    from storyflow.adapters.db.sync_store import SyncStore
+def sync_files(config: Config) -> SyncFilesPort:
+    """The workspace walker and readers of storyflow sync."""
     from storyflow.adapters.files.sync_io import SyncFiles
+
+    return SyncFiles(config.root, max_bytes=config.max_file_bytes)
+
+
+def sync_ports(ctx: Context, files: SyncFilesPort | None = None) -> SyncPorts:
+    """What storyflow sync needs besides the context: the sync_files store (on the context's
+    connection, so a sync is one transaction) and the workspace walker and readers (``files``
+    when the command made them before opening the database)."""
+    from storyflow.adapters.db.sync_store import SyncStore
     from storyflow.services.sync import SyncPorts
 
     store = ctx.store
     assert isinstance(store, Store)
-    return SyncPorts(
-        store=SyncStore(store.conn),
-        files=SyncFiles(ctx.config.root, max_bytes=ctx.config.max_file_bytes),
-    )
+    return SyncPorts(store=SyncStore(store.conn), files=files or sync_files(ctx.config))
 
 
 def open_context(config: Config, *, actor: str | None = None, clock: Any = utc_now) -> Context:

@@ -621,3 +621,71 @@ def test_a_damaged_or_foreign_index_is_ignored(synced: Workspace) -> None:
     index.write_text(yaml.safe_dump(data), encoding="utf-8")
     report = run_sync(synced.ctx())
     assert not report.by_index and report.nothing_to_do
+
+
+# ---- the walk ahead (adapters/files/walk_ahead.py) ------------------------------------------
+
+
+def test_the_walk_ahead_answers_what_the_walk_finds_and_leaves_no_child(
+    synced: Workspace,
+) -> None:
+    import os
+
+    from storyflow.adapters.files import sync_scan
+    from storyflow.adapters.files.walk_ahead import WalkAhead
+
+    _indexed(synced)
+    base = str(synced.root)
+    key = (synced.ctx().epic("FLOW").root, True, "FLOW")
+    ahead = WalkAhead.start(base, [key])
+    assert ahead is not None, "this test process has no other thread: the walk forks"
+    answers = ahead.take()
+    here = sync_scan.digest_epic(base, key[0], staged=True, prefixes=["FLOW"])
+    assert here is not None and here.folders
+    assert answers == {key: here}
+    with pytest.raises(ChildProcessError):
+        os.waitpid(ahead.pid, os.WNOHANG)  # reaped
+    assert ahead.take() == {}  # answers are taken once
+
+
+def test_a_discarded_walk_ahead_is_stopped_and_reaped(synced: Workspace) -> None:
+    import os
+
+    from storyflow.adapters.files.walk_ahead import WalkAhead
+
+    ahead = WalkAhead.start(str(synced.root), [("plans/stories", True, "FLOW")])
+    assert ahead is not None
+    ahead.discard()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(ahead.pid, os.WNOHANG)
+    assert ahead.take() == {}
+
+
+def test_no_walk_ahead_while_another_thread_runs(synced: Workspace) -> None:
+    import threading
+
+    from storyflow.adapters.files.walk_ahead import WalkAhead
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert WalkAhead.start(str(synced.root), [("plans/stories", True, "FLOW")]) is None
+    finally:
+        release.set()
+        other.join()
+
+
+def test_the_cli_sync_trusts_the_index_only_when_the_folders_match_it(synced: Workspace) -> None:
+    """Through the executable (on PostgreSQL its folder walk runs in a child process while
+    the database opens): idle by the index, then a hand edit found and applied."""
+    _indexed(synced)
+    idle = synced.run("sync", "--json")
+    assert idle.code == 0 and idle.json["files"]["by_index"] is True, idle
+    _edit(_story_path(synced, "FLOW-001"), "priority: P2", "priority: P1")
+    edited = synced.run("sync", "--json")
+    assert edited.code == 0, edited
+    assert edited.json["files"]["by_index"] is False and not edited.json["nothing_to_do"]
+    assert synced.ctx().story("FLOW-001").priority == "P1"
+    again = synced.run("sync", "--json")
+    assert again.json["nothing_to_do"], again

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 from typing import Any
 
-from storyflow.domain.layouts import LAYOUTS
+from storyflow.domain.layouts import LAYOUTS, LayoutName
 from storyflow.domain.model import Epic
 from storyflow.services.context import Context
 from storyflow.services.sync_ports import SyncFilesPort, SyncStorePort
@@ -65,6 +65,23 @@ def save_index(ctx: Context, files: SyncFilesPort, found: Survey, report: SyncRe
     }
     with contextlib.suppress(OSError):  # the index only saves time; without it the
         files.save_index(data)  # next sync surveys in full
+
+
+def walk_ahead(files: SyncFilesPort) -> None:
+    """Let the files port digest the epic roots the index lists while the database opens
+    (the no-op check then compares the same digests, taken a few milliseconds earlier)."""
+    index = files.load_index()
+    saved = index.get("epics") if index and index.get("format") == INDEX_FORMAT else None
+    if not isinstance(saved, dict):
+        return
+    roots: list[tuple[str, bool, str]] = []
+    for prefix, entry in saved.items():
+        try:
+            root, layout = str(entry[0]), LayoutName(entry[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            return  # an index this version cannot read: the check itself will say no
+        roots.append((root, LAYOUTS[layout].staged, str(prefix)))
+    files.digest_ahead(roots)
 
 
 def quick_idle(

@@ -55,10 +55,9 @@ def _split(token: str) -> tuple[str, str | None]:
     return (name, value) if eq else (token, None)
 
 
-def parse(argv: list[str]) -> _Line | None:
-    """The command line as one of the fast commands, or None to leave it to Click."""
-    if any(key.startswith(_ENV_PREFIXES) for key in os.environ):
-        return None
+def root_options(argv: list[str]) -> tuple[str | None, str | None, list[str]] | None:
+    """The workspace and database URL (option, else variable) and the rest of the line; None
+    when the root options are not ones this module reads (Click then parses them)."""
     args = list(argv)
     roots: dict[str, str] = {}
     while args and args[0].startswith("--"):
@@ -73,15 +72,23 @@ def parse(argv: list[str]) -> _Line | None:
     workspace = roots.get("--workspace", os.environ.get("STORYFLOW_WORKSPACE") or None)
     if workspace is not None and os.path.isfile(workspace):
         return None  # Click's own message says why a file is not a workspace
+    database_url = roots.get("--database-url", os.environ.get("STORYFLOW_DATABASE_URL") or None)
+    return workspace, database_url, args
+
+
+def parse(argv: list[str]) -> _Line | None:
+    """The command line as one of the fast commands, or None to leave it to Click."""
+    if any(key.startswith(_ENV_PREFIXES) for key in os.environ):
+        return None
+    split = root_options(argv)
+    if split is None:
+        return None
+    workspace, database_url, args = split
     command = " ".join(args[:2]) if args[:1] == ["story"] else " ".join(args[:1])
     if command not in _OPTIONS:
         return None
     rest = args[len(command.split()) :]
-    line = _Line(
-        command=command,
-        workspace=workspace,
-        database_url=roots.get("--database-url", os.environ.get("STORYFLOW_DATABASE_URL") or None),
-    )
+    line = _Line(command=command, workspace=workspace, database_url=database_url)
     options = _OPTIONS[command]
     seen_json = False
     while rest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -152,10 +153,11 @@ def _json_mode(argv: list[str]) -> bool:
     return "--json" in argv
 
 
-def _click_main(args: list[str]) -> int:
-    """Click parses and runs the command; its own exceptions become our exit statuses."""
+def _click_main(args: list[str], prepared: dict[str, Any] | None = None) -> int:
+    """Click parses and runs the command; its own exceptions become our exit statuses.
+    ``prepared``: what the launcher started for the command (the root context's obj)."""
     try:
-        cli.main(args=args, prog_name="storyflow", standalone_mode=False)
+        cli.main(args=args, prog_name="storyflow", standalone_mode=False, obj=dict(prepared or {}))
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.exceptions.Abort:
@@ -170,7 +172,7 @@ def _click_main(args: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, prepared: dict[str, Any] | None = None) -> None:
     """Run one command line and exit with its status (the fast read path first)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("STORYFLOW_DEBUG"):
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     code = fast.handle(args)
     if code is None:
-        code = guarded(lambda: _click_main(args), _json_mode(args))
+        code = guarded(lambda: _click_main(args, prepared), _json_mode(args))
     sys.exit(code)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from storyflow.entrypoints.cli.common import actor_option, echo, emit_json, json_option, option
+
+if TYPE_CHECKING:
+    from storyflow.services.sync_ports import SyncFilesPort
 
 PROGRESS_MIN_FILES = 200
 
@@ -89,12 +92,14 @@ def sync(
     from storyflow.entrypoints.cli.common import service_context
     from storyflow.services.sync import sync as run_sync
 
+    root = click.get_current_context().find_root().obj or {}
+    walked: SyncFilesPort | None = root.get("sync_files")  # launch.py's walk ahead
     bar = _Bar()
     try:
         with service_context(actor) as ctx:
             report = run_sync(
                 ctx,
-                sync_ports(ctx),
+                sync_ports(ctx, walked if walked and walked.root == ctx.config.root else None),
                 dry_run=dry_run,
                 prefer=prefer,
                 progress=bar.start,
