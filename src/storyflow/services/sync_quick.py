@@ -68,8 +68,9 @@ def save_index(ctx: Context, files: SyncFilesPort, found: Survey, report: SyncRe
 
 
 def walk_ahead(files: SyncFilesPort) -> None:
-    """Let the files port digest the epic roots the index lists while the database opens
-    (the no-op check then compares the same digests, taken a few milliseconds earlier)."""
+    """Let the files port digest the epic roots the index lists while the database opens.
+    The no-op check compares those digests, taken before it reads the stories' states, as
+    it does its own: a change on either side in between still shows as a mismatch."""
     index = files.load_index()
     saved = index.get("epics") if index and index.get("format") == INDEX_FORMAT else None
     if not isinstance(saved, dict):

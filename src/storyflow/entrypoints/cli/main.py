@@ -172,8 +172,14 @@ def _click_main(args: list[str], prepared: dict[str, Any] | None = None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, prepared: dict[str, Any] | None = None) -> None:
-    """Run one command line and exit with its status (the fast read path first)."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    prepared: dict[str, Any] | None = None,
+    fast_path: bool = True,
+) -> None:
+    """Run one command line and exit with its status: the fast read path first (unless the
+    caller, the console script, already tried it), else Click."""
     args = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("STORYFLOW_DEBUG"):
         import logging  # ~8 ms: only when asked for
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None, *, prepared: dict[str, Any] | None = Non
         logging.basicConfig(
             level=logging.DEBUG, format="storyflow: %(levelname)s %(name)s: %(message)s"
         )
-    code = fast.handle(args)
+    code = fast.handle(args) if fast_path else None
     if code is None:
         code = guarded(lambda: _click_main(args, prepared), _json_mode(args))
     sys.exit(code)
