@@ -6,6 +6,7 @@ Unknown keys and invalid values are errors that name the key.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from storyflow.domain.assignments import Assignments, Finding
 from storyflow.domain.budgets import (
     DEFAULT_BUDGETS,
+    MAX_TOKENS,
     BudgetPhase,
     Enforcement,
     PhaseBudget,
@@ -117,11 +119,11 @@ def _bool(value: Any) -> bool:
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("must be a positive integer")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a positive integer")  # 2.7 or .inf, not silently cut
     number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
+    if not 0 < number <= MAX_TOKENS:
+        raise ValueError(f"must be a positive integer up to {MAX_TOKENS:,}")
     return number
 
 
@@ -192,7 +194,7 @@ def _bad(key: str, problem: str, source: str) -> InvalidInput:
 def _parse(key: str, parser: Callable[[Any], Any], value: Any, source: str) -> Any:
     try:
         return parser(value)
-    except (ValueError, TypeError, InvalidInput) as exc:
+    except (ValueError, TypeError, OverflowError, InvalidInput) as exc:
         message = exc.message if isinstance(exc, InvalidInput) else str(exc)
         raise _bad(key, message or f"invalid value {value!r}", source) from None
 
@@ -269,7 +271,7 @@ def _models(value: Any, source: str) -> dict[str, ModelPrice]:
         for price in ("input", "output", "cache_read", "cache_write"):
             raw = spec.get(price, 0.0)
             number = _parse(f"{key}.{price}", float, raw, source)
-            if number < 0 or isinstance(raw, bool):
+            if isinstance(raw, bool) or not (math.isfinite(number) and number >= 0):
                 raise _bad(f"{key}.{price}", "must be a non-negative number", source)
             prices[price] = number
         model_id = None

@@ -138,7 +138,9 @@ def _positive_seconds(value: Any) -> float:
 
 
 def _count(value: Any) -> int:
-    if isinstance(value, bool) or int(value) != float(value):
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number")  # 2.5, .nan or .inf
+    if int(value) != float(value):
         raise ValueError("must be a whole number")
     number = int(value)
     if not 0 <= number <= 1000:
@@ -187,7 +189,7 @@ class _Parser:
     def value(self, key: str, parser: Callable[[Any], Any], raw: Any) -> Any:
         try:
             return parser(raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: int(.inf)
             raise _bad(key, str(exc) or f"invalid value {raw!r}", self.source) from None
 
     def mapping(self, key: str, raw: Any) -> Mapping[str, Any]:

@@ -467,6 +467,28 @@ CONFIG_CASES: dict[str, tuple[tuple[str, str], str]] = {
         ("version: 1\n", "version: 1\nmodels:\n  m: {provider: a, input: -1, output: 1}\n"),
         "models.m.input",
     ),
+    # NaN and infinity would make every cost sum NaN or infinite
+    "NaN model price": (
+        ("version: 1\n", "version: 1\nmodels:\n  m: {provider: a, input: .nan, output: 1}\n"),
+        "models.m.input",
+    ),
+    "infinite model price": (
+        ("version: 1\n", "version: 1\nmodels:\n  m: {provider: a, input: 1, output: .inf}\n"),
+        "models.m.output",
+    ),
+    # int(.inf) raised OverflowError: an internal error instead of one naming the key
+    "infinite budget": (
+        ("version: 1\n", "version: 1\nbudgets:\n  elaboration: {warning: .inf, hard: .inf}\n"),
+        "budgets.elaboration.warning",
+    ),
+    "fractional budget": (
+        ("version: 1\n", "version: 1\nbudgets:\n  elaboration: {hard: 2.5}\n"),
+        "budgets.elaboration.hard",
+    ),
+    "infinite circuit breaker": (
+        ("version: 1\n", "version: 1\nruns:\n  circuit_breaker: .inf\n"),
+        "runs.circuit_breaker",
+    ),
 }
 
 
@@ -697,10 +719,34 @@ TOKEN_CASES: list[tuple[tuple[str, ...], str]] = [
     (("--input", "5", "--output", "3", "--before", "1", "--after", "2"), "INVALID_INPUT"),
     ((), "INVALID_INPUT"),
     (("--input", "5", "--output", "3", "--cost-usd", "-0.5"), "INVALID_INPUT"),
+    (("--input", "5", "--output", "3", "--cost-usd", "nan"), "INVALID_INPUT"),
+    (("--input", "5", "--output", "3", "--cost-usd", "inf"), "INVALID_INPUT"),
     (("--input", "5", "--output", "3", "--model", "gpt-99"), "UNKNOWN_MODEL"),
     (("--input", "five", "--output", "3"), "USAGE"),
     (("--input", "1.5", "--output", "3"), "USAGE"),
 ]
+
+
+# Numbers past a database integer (2**63) raised OverflowError from the driver: an internal
+# error (exit 1) instead of the refusal with its code.
+HUGE = str(10**20)
+NUMBER_CASES: list[tuple[tuple[str, ...], str]] = [
+    (("story", "new", "FLOW", "--title", "x", "--phase", HUGE), "INVALID_INPUT"),
+    (("story", "new", "FLOW", "--title", "x", "--phase", "10000"), "INVALID_INPUT"),
+    (("story", "update", "FLOW-001", "--phase", HUGE), "INVALID_INPUT"),
+    (("story", "update", "FLOW-001", "--phase", "-1"), "INVALID_INPUT"),
+    (("artifact", "show", "FLOW-001", "story", "--version", HUGE), "ARTIFACT_NOT_FOUND"),
+    (("artifact", "show", "FLOW-001", "story", "--version", "0"), "USAGE"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"), NUMBER_CASES, ids=[" ".join(a[:2] + a[-2:]) for a, _ in NUMBER_CASES]
+)
+def test_numbers_out_of_range(seeded: Seeded, args: tuple[str, ...], code: str) -> None:
+    ws = seeded.ws
+    with unchanged(ws):
+        refuse(ws, *args, code=code)
 
 
 @pytest.mark.parametrize(
@@ -741,6 +787,7 @@ USAGE_CASES: list[tuple[str, ...]] = [
     ("story", "new", "FLOW", "--title", "x", "--phase", "two"),
     ("epic", "new", "NEW", "--title", "x", "--layout", "spiral"),
     ("next", "--limit", "ten"),
+    ("next", "--limit", "-1"),
     ("story", "show", "FLOW-001", "FLOW-002"),
 ]
 

@@ -6,8 +6,10 @@
 MODE: ok (write the phase's artifact, print a Claude-Code-style JSON result), sleep (sleep
 SECONDS first, then ok), garbage (print what is not JSON), exit1 (print an error, exit 1),
 stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a result, no
-file), error (a JSON result with is_error). The phase, story and folder come from the
-STORYFLOW_* variables the command agent sets; the prompt arrives on stdin.
+file), error (a JSON result with is_error), nonfinite (write the artifact, report Infinity,
+NaN and 1e300 as usage and cost: Python's json prints and reads them). The phase, story and
+folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
+stdin.
 """
 
 import json
@@ -102,6 +104,20 @@ def main() -> int:
             }
             print(json.dumps(line), flush=True)
             time.sleep(seconds or 0.1)
+    if mode == "nonfinite":
+        write_artifact()
+        usage = {
+            "input_tokens": float("inf"),
+            "output_tokens": float("nan"),
+            "cache_read_input_tokens": 1e300,
+            "cache_creation_input_tokens": 700,
+        }
+        print(
+            json.dumps(
+                {"type": "result", "result": "done", "usage": usage, "total_cost_usd": float("inf")}
+            )
+        )
+        return 0
     if mode == "sleep":
         time.sleep(seconds)
     if os.environ.get("STORYFLOW_REVIEWER"):

@@ -3,6 +3,7 @@ phase, its JSON usage parsed, its artifacts collected -- and every failure of th
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -59,6 +60,29 @@ def test_a_command_agent_drives_a_story_to_completed(workspace: Workspace) -> No
     assert review.input_tokens == 2400  # two reviewers
     prompt = workspace.root / ".storyflow" / "runs" / rows[0]["id"] / "prompt.md"
     assert story in prompt.read_text(encoding="utf-8")
+
+
+def test_usage_that_is_not_a_finite_count_is_not_logged(workspace: Workspace) -> None:
+    """Python's json reads NaN and Infinity: an agent that prints them (or 1e300) must not
+    crash the run or put them in the ledger, where every sum would become NaN or inf."""
+    configure(
+        workspace,
+        {"default_agent": "fake", "agents": {"fake": command_agent(fake_command("nonfinite"))}},
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)  # generate
+    outcome = run_story(ctx, run_env, story)  # elaborate
+    assert outcome is not None and outcome.status == "succeeded", outcome
+    (entry,) = [e for e in ctx.store.ledger(story) if e.phase.value == "elaboration"]
+    # the well-formed count is kept; the others count as not reported
+    assert (entry.input_tokens, entry.output_tokens, entry.cache_read_tokens) == (0, 0, 0)
+    assert entry.cache_write_tokens == 700
+    assert entry.cost_usd is None or math.isfinite(entry.cost_usd)
+    shown = workspace.cli("budget", "show", story, "--json")
+    assert shown.code == 0, shown
+    assert "NaN" not in shown.stdout and "Infinity" not in shown.stdout
 
 
 @pytest.mark.parametrize(
@@ -124,3 +148,20 @@ def test_hard_gate_kills_a_streaming_command_agent(workspace: Workspace) -> None
     assert len(spent) == 1 and spent[0]["total_tokens"] > 0  # what it streamed before the kill
     phase_total = sum(e["total_tokens"] for e in rows if e["phase"] == "implementation")
     assert 100000 <= phase_total < 200000
+
+
+@pytest.mark.parametrize(
+    ("coverage", "read"),
+    [("81", 81.0), ("NaN", None), ("Infinity", None), ("250", None), ("-5", None), ("true", None)],
+)
+def test_a_reviewer_coverage_outside_0_to_100_counts_as_not_reported(
+    coverage: str, read: float | None
+) -> None:
+    """Not reported means the review's coverage check fails: NaN compared with the threshold
+    would have passed it."""
+    from storyflow.adapters.agents.output import parse_output, review_of
+
+    parsed = parse_output(f'{{"type": "result", "verdict": "PASS", "coverage": {coverage}}}')
+    assert parsed is not None
+    review = review_of(parsed)
+    assert review is not None and review["coverage"] == read

@@ -498,3 +498,25 @@ def test_a_reviewer_timeout_counts_as_failure_unless_allowed(
     for _ in range(5):
         outcome = run_story(ctx, run_env, story)
     assert outcome.phase == "review" and outcome.verdict == verdict
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"delay": float("inf")},
+        {"delay": float("nan")},
+        {"coverage": float("nan")},
+        {"coverage": 101},
+    ],
+    ids=["delay inf", "delay nan", "coverage nan", "coverage 101"],
+)
+def test_a_scenario_number_outside_its_range_is_refused(step: dict[str, float]) -> None:
+    """NaN passed the old `value < 0` check: a NaN coverage compared with the threshold
+    passes every review, an infinite delay never ends."""
+    from storyflow.adapters.agents.scenario import parse_scenario
+    from storyflow.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as error:
+        parse_scenario({**ZERO, "phases": {"review": step}}, "scenario.yaml")
+    assert error.value.code == "CONFIG_INVALID"
+    assert next(iter(step)) in error.value.message

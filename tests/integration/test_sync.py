@@ -196,6 +196,24 @@ def test_hand_edited_metadata_goes_through_story_update(synced: Workspace, clock
     assert synced.ctx().story("FLOW-001").depends_on == ()
 
 
+@pytest.mark.parametrize("phase", ["-1", "10000", str(10**20)])
+def test_hand_edited_phase_out_of_range_is_reported_not_applied(
+    synced: Workspace, clock: Clock, phase: str
+) -> None:
+    """10**20 overflowed the database's integer: an internal error, not a report."""
+    path = _story_path(synced, "FLOW-002")
+    text = path.read_text(encoding="utf-8")
+    assert "\nphase:" not in text  # no phase yet: the hand edit adds one
+    edited = text.replace("\npriority: ", f"\nphase: {phase}\npriority: ", 1)
+    assert edited != text
+    path.write_text(edited, encoding="utf-8")
+    before = db_state(synced.ctx())
+    report = run_sync(with_clock(synced, clock))
+    assert [p.code for p in report.errors] == ["INVALID_INPUT"], report.problems
+    assert "phase" in report.errors[0].message
+    assert db_state(synced.ctx()) == before
+
+
 def test_new_artifact_file_is_submitted_before_the_status_it_enables(
     synced: Workspace, clock: Clock
 ) -> None:

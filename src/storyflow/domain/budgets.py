@@ -8,6 +8,10 @@ from enum import StrEnum
 
 from storyflow.errors import InvalidInput
 
+# The most tokens one ledger entry or one budget limit may count: far above any real phase,
+# well within a BIGINT and exact as a float.
+MAX_TOKENS = 10**12
+
 
 class BudgetPhase(StrEnum):
     STORY_GENERATION = "story_generation"

@@ -72,6 +72,20 @@ def parse_priority(text: str) -> str:
     )
 
 
+MAX_PHASE = 9999  # a plan's phase numbers have at most four digits
+
+
+def check_phase(value: int) -> int:
+    """A plan phase number: 0 to MAX_PHASE (a larger one overflows a database integer)."""
+    if isinstance(value, bool) or not 0 <= value <= MAX_PHASE:
+        raise InvalidInput(
+            f"--phase must be a whole number from 0 to {MAX_PHASE}, not {value}",
+            hint="the plan's phase number",
+            details={"option": "phase", "value": value},
+        )
+    return value
+
+
 class AcceptancePart(StrEnum):
     """The parts of the story acceptance rule (DESIGN §3); an epic's plan names which apply."""
 

@@ -278,7 +278,8 @@ def show_artifact(
     if version is None:
         latest = ctx.store.latest_artifact(story_id, kind)
         version = latest.version if latest else 0
-    found = ctx.store.artifact_version(story_id, kind, version) if version else None
+    # no story has 2**31 versions; a larger number would overflow the database's integer
+    found = ctx.store.artifact_version(story_id, kind, version) if 0 < version < 2**31 else None
     if found is None:
         raise NotFoundError(
             f"{story_id} has no {kind.value}" + (f" version {version}" if version else ""),

@@ -12,6 +12,7 @@ from storyflow.domain.model import (
     PRIORITIES,
     Epic,
     Story,
+    check_phase,
     format_story_id,
     parse_priority,
     parse_story_id,
@@ -116,8 +117,8 @@ def create_story(
     epic = ctx.epic(prefix.strip())
     title = _title(title)
     priority = parse_priority(priority)
-    if phase is not None and phase < 0:
-        raise InvalidInput("--phase must be 0 or more", hint="the plan's phase number")
+    if phase is not None:
+        check_phase(phase)
     reqs = sorted({parse_requirement(r) for r in requires or []})
     multiplier = _multiplier(budget_multiplier)
     now = ctx.now()
@@ -205,7 +206,7 @@ def update_story(
         if priority is not None:
             changes["priority"] = parse_priority(priority)
         if phase is not None:
-            changes["phase"] = phase
+            changes["phase"] = check_phase(phase)
         if breaking_change is not None:
             changes["breaking_change"] = breaking_change
         if graph_integration is not None:

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from storyflow.domain.budgets import parse_enforcement
-from storyflow.domain.model import parse_priority, parse_story_id
+from storyflow.domain.model import MAX_PHASE, parse_priority, parse_story_id
 from storyflow.domain.statuses import parse_status
 from storyflow.errors import InvalidInput, StoryflowError
 
@@ -80,8 +80,8 @@ def _number(value: Any) -> float:
 def _phase(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("must be a whole number, 0 or more")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PHASE:
+        raise ValueError(f"must be a whole number from 0 to {MAX_PHASE}")
     return value
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
 from storyflow.domain.budgets import (
+    MAX_TOKENS,
     BudgetAction,
     BudgetPhase,
     BudgetState,
@@ -23,8 +25,6 @@ from storyflow.services.projection import (
     render_after_commit,
 )
 from storyflow.services.unit_of_work import change
-
-MAX_TOKENS = 10**12
 
 
 def _count(name: str, value: int | None) -> int:
@@ -97,8 +97,13 @@ def log_tokens(
             + ", ".join(sorted(ctx.config.models)),
             details={"model": model},
         )
-    if cost_usd is not None and cost_usd < 0:
-        raise InvalidInput("--cost-usd cannot be negative", hint="the cost the agent reported")
+    if cost_usd is not None and not (math.isfinite(cost_usd) and cost_usd >= 0):
+        # NaN or infinity would poison every sum over the ledger (budget show, metrics)
+        raise InvalidInput(
+            f"--cost-usd must be a non-negative number, not {cost_usd}",
+            hint="the cost the agent reported, in USD",
+            details={"option": "cost-usd", "value": str(cost_usd)},
+        )
     if cost_usd is None and model is not None and not measured:
         cost_usd = ctx.config.models[model].cost(
             input=inp, output=out, cache_read=cr, cache_write=cw

@@ -13,10 +13,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
+from storyflow.domain.budgets import MAX_TOKENS
 from storyflow.services.agents import Usage
 
+MAX_COST_USD = 10.0**9
 _VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
 
 
@@ -35,7 +37,7 @@ def usage_of(raw: Any) -> Usage | None:
     def number(*keys: str) -> int:
         for key in keys:
             value = raw.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            if _finite(value, MAX_TOKENS):
                 return int(value)
         return 0
 
@@ -50,9 +52,18 @@ def usage_of(raw: Any) -> Usage | None:
 def _cost(obj: Mapping[str, Any]) -> float | None:
     for key in ("total_cost_usd", "cost_usd"):
         value = obj.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        if _finite(value, MAX_COST_USD):
             return float(value)
     return None
+
+
+def _finite(value: Any, limit: float) -> TypeGuard[int | float]:
+    """A number an agent may report: not a bool, not negative, not NaN or infinite (Python's
+    json reads ``NaN`` and ``Infinity``) and not absurdly large. Anything else is ignored,
+    like a missing key, so it cannot poison the ledger's sums."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value <= limit  # False for NaN
 
 
 def _with_cost(usage: Usage, cost: float | None) -> Usage:
@@ -178,9 +189,8 @@ def review_of(parsed: Parsed) -> dict[str, Any] | None:
                 "findings": [f for f in findings if isinstance(f, Mapping)]
                 if isinstance(findings, list)
                 else [],
-                "coverage": float(coverage)
-                if isinstance(coverage, int | float) and not isinstance(coverage, bool)
-                else None,
+                # out of 0-100 (or NaN) counts as not reported: the coverage check fails
+                "coverage": float(coverage) if _finite(coverage, 100) else None,
             }
     match = _VERDICT_LINE.search(parsed.result)
     if match:

@@ -143,11 +143,14 @@ def _apply(step: Step, raw: Mapping[str, Any], source: str, *, keep_reviewers: b
         changes["verdict"] = str(raw["verdict"]).upper()
     if "usage" in raw:
         changes["usage"] = _usage(raw["usage"], step.usage, source)
-    for key in ("delay", "coverage"):
+    for key, limit in (("delay", 86_400.0), ("coverage", 100.0)):
         if key in raw:
             value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise _bad(source, f"{key} must be a non-negative number")
+            # `not 0 <= value <= limit` is also true for NaN (and .inf is above any limit)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _bad(source, f"{key} must be a number from 0 to {limit:g}")
+            if not 0 <= value <= limit:
+                raise _bad(source, f"{key} must be a number from 0 to {limit:g}")
             changes[key] = float(value)
     if "stream" in raw:
         changes["stream"] = bool(raw["stream"])

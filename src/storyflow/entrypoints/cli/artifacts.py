@@ -86,7 +86,12 @@ def artifact_list(story_id: str, as_json: bool) -> None:
 @artifact.command("show")
 @click.argument("story_id")
 @click.argument("kind")
-@option("--version", "version", type=int, help="A past version (default: the latest).")
+@option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    help="A past version (default: the latest).",
+)
 @option("--raw", is_flag=True, help="Print the file as submitted.")
 @json_option
 def artifact_show(story_id: str, kind: str, version: int | None, raw: bool, as_json: bool) -> None:

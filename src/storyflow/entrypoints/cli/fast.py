@@ -120,8 +120,8 @@ def _take(line: _Line, name: str, value: str, *, repeats: bool) -> bool:
         line.statuses.append(value)
         return repeats
     if name == "--limit":
-        if not value.strip().lstrip("-").isdigit():
-            return False  # Click says what is wrong with it
+        if not value.strip().isdigit():
+            return False  # Click says what is wrong with it (a negative one, say)
         line.limit = int(value)
         return True
     if line.epic is not None:

@@ -409,7 +409,7 @@ def approve(story_id: str, by: str, note: str | None, actor: str | None, as_json
 
 @click.command("next")
 @option("--epic", help="Only this epic.")
-@option("--limit", type=int, default=0, help="At most this many (0: all).")
+@option("--limit", type=click.IntRange(min=0), default=0, help="At most this many (0: all).")
 @json_option
 def next_(epic: str | None, limit: int, as_json: bool) -> None:
     """Workable stories: ready-to-work, dependencies completed, requirements met, by
