@@ -326,6 +326,25 @@ def test_oversized_artifact_limit_from_storyflow_yaml(seeded: Seeded) -> None:
     assert str(LIMIT) in error["message"]
 
 
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_an_artifact_that_is_not_a_regular_file_is_refused(
+    seeded: Seeded, tmp_path: Path, special: str
+) -> None:
+    """A named pipe blocked the command until a writer came; /dev/zero has no end."""
+    ws = seeded.ws
+    path = special
+    if special == "fifo":
+        path = str(tmp_path / "elaboration.yaml")
+        os.mkfifo(path)
+    with unchanged(ws):
+        error = refuse(
+            ws, "artifact", "submit", "FLOW-001", "elaboration", path, code="INVALID_INPUT"
+        )
+        assert "not a regular file" in error["message"]
+        error = refuse(ws, "artifact", "validate", path, "--kind", "plan", code="INVALID_INPUT")
+        assert "not a regular file" in error["message"]
+
+
 def test_artifact_of_exactly_the_limit_is_accepted(seeded: Seeded) -> None:
     ws = seeded.ws
     set_limit(ws, LIMIT)

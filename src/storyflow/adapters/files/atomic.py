@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 from storyflow.errors import InvalidInput, NotFoundError
@@ -65,19 +67,35 @@ def discard(staged: Path) -> None:
         staged.unlink()
 
 
+def _read_regular(path: Path, name: str, max_bytes: int) -> bytes:
+    """At most ``max_bytes`` + 1 bytes of a regular file. Opened without blocking and checked
+    on the open descriptor: a FIFO would block the command forever and /dev/zero never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidInput(
+                f"{name} is not a regular file (a device, pipe or socket)",
+                hint="name a file",
+                details={"file": name},
+            )
+        if info.st_size > max_bytes:
+            raise InvalidInput(
+                f"{name} is {info.st_size} bytes; the limit is {max_bytes}",
+                code="FILE_TOO_LARGE",
+                hint="split the file, or raise limits.max_file_bytes in storyflow.yaml",
+                details={"file": name, "size": info.st_size, "limit": max_bytes},
+            )
+        return handle.read(max_bytes + 1)
+
+
 def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES_DEFAULT, display: str = "") -> str:
     """Read a UTF-8 text file within a size limit, with errors users can act on."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InvalidInput(
-                f"{name} is {size} bytes; the limit is {max_bytes}",
-                code="FILE_TOO_LARGE",
-                hint="split the file, or raise limits.max_file_bytes in storyflow.yaml",
-                details={"file": name, "size": size, "limit": max_bytes},
-            )
-        data = path.read_bytes()
+        data = _read_regular(path, name, max_bytes)
     except FileNotFoundError as exc:
         raise NotFoundError(
             f"{name} does not exist",
