@@ -79,7 +79,7 @@ SELECT 'qa_gate', decision, CASE WHEN version = 1 THEN 1 ELSE 0 END, COUNT(*)
 # times it was taken at (integer ms since 2020).
 Q_TRANSITIONS = """
 SELECT from_status, to_status, COUNT(*) AS n, SUM({ms}) AS at_ms
-FROM workflow_transitions WHERE {scope} GROUP BY from_status, to_status
+FROM workflow_transitions WHERE {scope} GROUP BY to_status, from_status
 """
 Q_ITERATIONS = """
 SELECT COUNT(*) AS stories, SUM(review_iterations) AS review_total,
