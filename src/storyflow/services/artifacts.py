@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -143,6 +143,27 @@ def _content(path: Path) -> str | None:
 
 def submit(ctx: Context, story_id: str, kind_name: str, path: Path | None = None) -> dict[str, Any]:
     """Validate, hash and store a new version; record the verdict; append to the Agent Log."""
+    return record(ctx, prepare(ctx, story_id, kind_name, path))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    """An artifact file read, validated and hashed: what ``record`` stores. Preparing it
+    reads files only, so the run engine does it before its write transaction."""
+
+    story: Story
+    epic: Epic
+    kind: ArtifactKind
+    source: Path
+    destination: Path
+    raw: str
+    digest: str
+    content: dict[str, Any]
+    verdict: str | None
+
+
+def prepare(ctx: Context, story_id: str, kind_name: str, path: Path | None = None) -> Submission:
+    """Read, validate and hash an artifact for ``story_id`` (no database writes)."""
     parse_story_id(story_id)
     kind = parse_kind(kind_name)
     story = ctx.story(story_id)
@@ -171,65 +192,82 @@ def submit(ctx: Context, story_id: str, kind_name: str, path: Path | None = None
     from storyflow.adapters.files.story_files import sha256_text
 
     destination, raw = _destination(ctx, epic, story, kind, source, raw)
-    digest = sha256_text(raw)
     verdict_field = VERDICT_FIELD.get(kind)
-    verdict = content.get(verdict_field) if verdict_field else None
+    return Submission(
+        story=story,
+        epic=epic,
+        kind=kind,
+        source=source,
+        destination=destination,
+        raw=raw,
+        digest=sha256_text(raw),
+        content=content,
+        verdict=content.get(verdict_field) if verdict_field else None,
+    )
+
+
+def record(ctx: Context, submission: Submission) -> dict[str, Any]:
+    """Store a prepared artifact as the story's next version, in one transaction (or in the
+    caller's): the same file again in the same status changes nothing."""
+    sub = submission
+    story_id, kind = sub.story.id, sub.kind
+    now = ctx.now()
     with change(ctx) as pending:
         current = ctx.story(story_id)
-        latest = ctx.store.latest_artifact(story.id, kind)
-        dest_rel = destination.name  # relative to the story folder, which moves by stage
+        latest = ctx.store.latest_artifact(story_id, kind)
+        dest_rel = sub.destination.name  # relative to the story folder, which moves by stage
         if (
             latest is not None
-            and latest.sha256 == digest
+            and latest.sha256 == sub.digest
             and latest.path == dest_rel
-            and latest.story_version > ctx.store.entered_version(story.id, current.status)
+            and latest.story_version > ctx.store.entered_version(story_id, current.status)
         ):
             # The same file again in the same status: idempotent, no new version.
             return _result(latest, unchanged=True)
-        check_story_file(ctx, epic, current)
+        check_story_file(ctx, sub.epic, current)
         touched = replace(current, version=current.version + 1, updated_at=now)
         ctx.store.cas_update_story(touched, current.version)
         version = (latest.version + 1) if latest else 1
         artifact_id = ctx.store.insert_artifact(
-            story_id=story.id,
+            story_id=story_id,
             kind=kind,
             version=version,
             path=dest_rel,
-            sha256=digest,
-            raw=raw,
-            content=content,
-            verdict=verdict,
+            sha256=sub.digest,
+            raw=sub.raw,
+            content=sub.content,
+            verdict=sub.verdict,
             story_version=touched.version,
             submitted_by=ctx.actor,
             submitted_at=now,
         )
-        table, values = kind_row(kind, content, now.date())
+        table, values = kind_row(kind, sub.content, now.date())
         if table:
             ctx.store.insert_kind_row(
                 table,
-                {"artifact_id": artifact_id, "story_id": story.id, "version": version, **values},
+                {"artifact_id": artifact_id, "story_id": story_id, "version": version, **values},
             )
         ctx.store.insert_event(
             type="artifact",
             at=now,
-            story_id=story.id,
-            epic=epic.prefix,
+            story_id=story_id,
+            epic=sub.epic.prefix,
             actor=ctx.actor,
             payload={
                 "kind": kind.value,
                 "version": version,
-                "verdict": verdict,
+                "verdict": sub.verdict,
                 "path": dest_rel,
-                "sha256": digest,
+                "sha256": sub.digest,
             },
         )
-        action = f"{kind.value} v{version} submitted" + (f": {verdict}" if verdict else "")
-        row = ctx.log_row(epic, action, destination.name)
-        ctx.store.append_log(story.id, [row])
-        if destination != source:
-            pending.add(destination, raw)
-    render_after_commit(ctx, epic, touched.id, budget=False)
-    stored = ctx.store.latest_artifact(story.id, kind)
+        action = f"{kind.value} v{version} submitted" + (f": {sub.verdict}" if sub.verdict else "")
+        row = ctx.log_row(sub.epic, action, sub.destination.name)
+        ctx.store.append_log(story_id, [row])
+        if sub.destination != sub.source:
+            pending.add(sub.destination, sub.raw)
+    render_after_commit(ctx, sub.epic, touched.id, budget=False)
+    stored = ctx.store.latest_artifact(story_id, kind)
     assert stored is not None
     return _result(stored, unchanged=False)
 

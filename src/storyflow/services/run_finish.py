@@ -86,12 +86,18 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
     runs = ctx.store.run_store()
     verdict = work.verdict
     target: Status | None = None
+    # Read, validate and hash the artifacts before the write transaction: on SQLite that
+    # transaction holds the database's write lock, which every other worker waits for.
+    submissions = [
+        artifact_service.prepare(ctx, s.story.id, kind.value, path)
+        for kind, path in work.files.items()
+    ]
     with traced(ctx, s.trace_id), composed(ctx) as nctx:
         if not runs.holds(s.story.id, env.worker):
             raise lost(s.story.id)
-        for kind, path in work.files.items():
-            result = artifact_service.submit(nctx, s.story.id, kind.value, path)
-            if kind in VERDICT_FIELD:
+        for submission in submissions:
+            result = artifact_service.record(nctx, submission)
+            if submission.kind in VERDICT_FIELD:
                 verdict = result["verdict"]
         if s.action is Action.REUSE:
             verdict = _fresh_verdict(nctx, s)
