@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -872,15 +873,16 @@ def test_unreadable_artifact_simulated(seeded: Seeded, monkeypatch: pytest.Monke
     """EACCES on read, whoever runs the tests (root reads through chmod 000)."""
     ws = seeded.ws
     path = Path(put(ws, "inbox/elaboration.yaml", GOOD_ELABORATION))
-    real = Path.read_bytes
+    real = os.open
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == path.name and self.parent.name == "inbox":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def fake_open(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        # open(2) is where EACCES happens; reading opens the file with os.open
+        if Path(name) == path:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real(name, flags, *args, **kwargs)
 
     with unchanged(ws):
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(os, "open", fake_open)
         error = refuse(
             ws,
             "artifact",
