@@ -140,9 +140,7 @@ def _positive_seconds(value: Any) -> float:
 def _count(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("must be a whole number")  # 2.5, .nan or .inf
-    if int(value) != float(value):
-        raise ValueError("must be a whole number")
-    number = int(value)
+    number = int(value)  # a string that is not a whole number raises ValueError here
     if not 0 <= number <= 1000:
         raise ValueError("must be between 0 and 1000")
     return number

@@ -146,10 +146,8 @@ def _apply(step: Step, raw: Mapping[str, Any], source: str, *, keep_reviewers: b
     for key, limit in (("delay", 86_400.0), ("coverage", 100.0)):
         if key in raw:
             value = raw[key]
-            # `not 0 <= value <= limit` is also true for NaN (and .inf is above any limit)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad(source, f"{key} must be a number from 0 to {limit:g}")
-            if not 0 <= value <= limit:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not 0 <= value <= limit:  # also refuses NaN; .inf is above
                 raise _bad(source, f"{key} must be a number from 0 to {limit:g}")
             changes[key] = float(value)
     if "stream" in raw:
