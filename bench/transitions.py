@@ -5,8 +5,8 @@ The measured edge is in-qa -> uat through ``services.transitions.move``: its gua
 database (the latest verification artifact and its verdict, the version at which the story
 entered in-qa, the graph-integration flag) and the budget check sums the story's
 qa_verification ledger; then compare-and-set on the story, the transition row, the event,
-the Agent Log row, and (normal path) the story file projection: the folder moves from the
-in-qa stage to uat and story.yaml is re-rendered.
+the Agent Log row, and (normal path) the story file projection: story.yaml is re-rendered in
+its folder (the FLOW layout keeps in-qa and uat in the same UAT stage folder).
 
 Setup: N stories in one staged epic, each created, moved to in-qa (a forced, audited move:
 the guards under test are those of in-qa -> uat, not the walk there), given a PASS
@@ -29,7 +29,10 @@ Variants, interleaved per run so noise hits all alike:
   default server-side prepared statements (like the bare loop), and without them (like
   storyflow's connection, prepare_threshold=None);
 - ``pre-check skipped`` (information, an experiment): no file write, and move()'s pre-commit
-  story-file check patched out, to show what that check costs.
+  story-file check patched out, to show what that check costs;
+- ``floor`` (SQLite, information): each story file replaced by its own bytes with
+  ``write_atomic`` (temp file + fsync + rename, as DESIGN §1 asks of every write) and
+  nothing else: the disk's share of a move with files.
 Also, information only: a uat -> blocked -> uat cycle (guards that read nothing but the
 story) on some of the stories just moved, with files.
 
@@ -241,6 +244,21 @@ def bare_sqlite(db: Path) -> float:
         conn.close()
 
 
+def file_floor(root: Path, ids: list[str]) -> float:
+    """ops/s for the one durable write a move with files cannot avoid: each story file
+    replaced by its own bytes through storyflow's ``write_atomic`` (temp file, fsync,
+    rename), with nothing read, parsed, rendered, locked or traced. The disk's floor for
+    the ``with files`` row: a move also renders, moves folders and appends trace lines."""
+    from storyflow.adapters.files.atomic import write_atomic
+
+    files = {path.parent.name: path for path in root.glob("plans/*/*/*/story.yaml")}
+    work = [(files[sid], files[sid].read_text(encoding="utf-8")) for sid in ids]
+    start = time.perf_counter()
+    for path, text in work:
+        write_atomic(path, text)
+    return len(work) / (time.perf_counter() - start)
+
+
 def bare_psycopg(url: str) -> float:
     import psycopg
     from psycopg.rows import dict_row
@@ -383,7 +401,7 @@ def replay_psycopg(url: str, ops: list[Op], moves: int, prepare: int | None = 5)
 
 # ---- the runs -------------------------------------------------------------------------------
 
-VARIANTS = ("nofile", "files", "bare", "replay", "replay_noprep", "nocheck", "cycle")
+VARIANTS = ("nofile", "files", "bare", "replay", "replay_noprep", "nocheck", "cycle", "floor")
 PAIRED = "median over runs of the ratio within each run"
 
 
@@ -438,12 +456,16 @@ def run_sqlite(stories: int, runs: int, rebuild: bool) -> dict[str, list[float]]
         db = copy("replay") / ".storyflow" / "storyflow.db"
         results["replay"].append(replay_sqlite(db, ops, len(ids)))
 
+    def floor() -> None:
+        results["floor"].append(file_floor(copy("floor"), ids))
+
     steps: list[Callable[[], None]] = [
         lambda: storyflow("nofile"),
         lambda: storyflow("files"),
         bare,
         replay,
         lambda: storyflow("nocheck"),
+        floor,
     ]
     interleave(runs, steps, "SQLite")
     fresh_dir(scratch)
@@ -536,6 +558,20 @@ def sqlite_rows(results: dict[str, list[float]], stories: int) -> list[Row]:
         Row(
             "SQLite storyflow (no file write) / bare",
             paired_ratio(results, "nofile", "bare") * 100,
+            "%",
+            detail=PAIRED,
+        ),
+        Row(
+            "SQLite floor: one atomic write (temp + fsync + rename) per story file",
+            Summary.of(results["floor"]).median,
+            "ops/s",
+            detail=_spread(Summary.of(results["floor"]), stories)
+            + "; write_atomic of each story file with its own bytes, nothing else: "
+            "what a move with files writes at the least",
+        ),
+        Row(
+            "SQLite storyflow (with files) / that floor",
+            paired_ratio(results, "files", "floor") * 100,
             "%",
             detail=PAIRED,
         ),
