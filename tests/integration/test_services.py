@@ -593,3 +593,23 @@ def test_dependencies_gate_implementation(driver: Driver) -> None:
     assert f"{first} (pending)" in refused.value.message
     transitions.move(ctx, first, "completed", force=True, reason="done elsewhere")
     assert transitions.move(ctx, second, "in-progress").target is S.IN_PROGRESS
+
+
+def test_a_long_lived_context_sees_an_epic_that_another_writer_changed(
+    driver: Driver, workspace: Workspace
+) -> None:
+    """The store memoises epics by their row; a worker's context, open for hours, must still
+    apply a settings change that another connection committed meanwhile."""
+    sid = new_story(driver.ctx)
+    driver.drive_to(sid, S.IN_ELABORATION)
+    driver.submit(sid, "elaboration", elaboration("PASS"))
+    assert not driver.ctx.load(sid).epic.settings.require_approval
+
+    epics.update_epic(workspace.ctx(), "FLOW", require_approval=True)
+
+    loaded = driver.ctx.load(sid)
+    assert loaded.epic.settings.require_approval and loaded.epic.version == 2
+    with pytest.raises(RuleViolation) as refused:
+        driver.move(sid, "ready-to-work")
+    assert refused.value.code == "GUARD_FAILED"
+    assert driver.ctx.story(sid).status is S.IN_ELABORATION
