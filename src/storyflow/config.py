@@ -10,10 +10,10 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from storyflow.domain.assignments import Assignments, Finding
 from storyflow.domain.budgets import (
     DEFAULT_BUDGETS,
     MAX_TOKENS,
@@ -24,12 +24,16 @@ from storyflow.domain.budgets import (
 )
 from storyflow.domain.layouts import LayoutName
 from storyflow.errors import InvalidInput, UsageError
-from storyflow.run_settings import RunSettings, parse_run_settings
+
+if TYPE_CHECKING:
+    from storyflow.domain.assignments import Assignments, Finding
+    from storyflow.run_settings import RunSettings
 
 CONFIG_FILE = "storyflow.yaml"
 MODELS_FILE = "models.yaml"  # optional, beside storyflow.yaml: models: and assignments:
 STATE_DIR = ".storyflow"
 CONFIG_VERSION = 1
+RUNS_ENV_PREFIX = "STORYFLOW_RUNS_"  # the runs: section's variables (run_settings.SCALARS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,10 +86,31 @@ class Config:
     actor: str | None = None
     budgets: dict[BudgetPhase, PhaseBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     models: dict[str, ModelPrice] = field(default_factory=lambda: dict(DEFAULT_MODELS))
-    assignments: Assignments = field(default_factory=Assignments)
+    # The assignments: and runs: sections as load() parsed and checked them; None when the
+    # workspace sets neither (nor a STORYFLOW_RUNS_* variable), and then ``assignments`` and
+    # ``runs`` are the defaults, built on first use: every command loads the config, few
+    # read these, and defining their value objects is a fifth of a read command's start-up.
+    assignments_given: Assignments | None = None
     # Problems found with strict_assignments=False (storyflow models check); else empty.
     assignment_findings: tuple[Finding, ...] = ()
-    runs: RunSettings = field(default_factory=RunSettings)  # the runs: section
+    runs_given: RunSettings | None = None
+
+    @cached_property
+    def assignments(self) -> Assignments:
+        if self.assignments_given is not None:
+            return self.assignments_given
+        from storyflow.domain.assignments import Assignments
+
+        return Assignments()
+
+    @cached_property
+    def runs(self) -> RunSettings:
+        """The runs: section (agents, retries, leases, reviewers)."""
+        if self.runs_given is not None:
+            return self.runs_given
+        from storyflow.run_settings import RunSettings
+
+        return RunSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -370,21 +395,34 @@ def load(
         if flags and flags.get(attr) is not None:
             values[attr] = _parse(f"--{attr.replace('_', '-')}", parser, flags[attr], "flags")
     models = _models(file_values.get("models"), sources["models"])
-    runs = parse_run_settings(file_values.get("runs"), env, CONFIG_FILE)
-    assignments, findings = _assignments(
-        file_values.get("assignments"),
-        models,
-        frozenset(runs.agents),
-        sources["assignments"],
-        strict_assignments,
-    )
+    runs: RunSettings | None = None
+    if file_values.get("runs") is not None or any(
+        name.startswith(RUNS_ENV_PREFIX) and value for name, value in env.items()
+    ):
+        from storyflow.run_settings import parse_run_settings
+
+        runs = parse_run_settings(file_values.get("runs"), env, CONFIG_FILE)
+    assignments: Assignments | None = None
+    findings: tuple[Finding, ...] = ()
+    if file_values.get("assignments") is not None:
+        if runs is None:
+            from storyflow.run_settings import RunSettings
+
+            runs = RunSettings()
+        assignments, findings = _assignments(
+            file_values.get("assignments"),
+            models,
+            frozenset(runs.agents),
+            sources["assignments"],
+            strict_assignments,
+        )
     return Config(
         root=root,
         budgets=_budgets(file_values.get("budgets"), CONFIG_FILE),
         models=models,
-        assignments=assignments,
+        assignments_given=assignments,
         assignment_findings=findings,
-        runs=runs,
+        runs_given=runs,
         **values,
     )
 

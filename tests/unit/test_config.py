@@ -402,3 +402,32 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     loaded = _load(_workspace(tmp_path, {"version": 1}))
     with pytest.raises(AttributeError):
         loaded.actor = "someone"  # type: ignore[misc]
+
+
+def test_runs_and_assignments_default_when_the_workspace_sets_neither(tmp_path: Path) -> None:
+    """Without a runs: or assignments: section (nor a STORYFLOW_RUNS_* variable) load()
+    leaves them to their defaults, built when first read."""
+    from storyflow.domain.assignments import Assignments
+    from storyflow.run_settings import RunSettings
+
+    loaded = _load(_workspace(tmp_path, {"version": 1}))
+    assert loaded.runs_given is None and loaded.assignments_given is None
+    assert loaded.runs == RunSettings()
+    assert loaded.runs is loaded.runs  # built once
+    assert loaded.assignments == Assignments()
+
+
+def test_a_runs_variable_alone_is_read_and_checked(tmp_path: Path) -> None:
+    root = _workspace(tmp_path, {"version": 1})
+    assert _load(root, env={"STORYFLOW_RUNS_WORKERS": "3"}).runs.workers == 3
+    with pytest.raises(InvalidInput) as error:
+        _load(root, env={"STORYFLOW_RUNS_WORKERS": "0"})
+    assert error.value.code == "CONFIG_INVALID"
+    assert error.value.details == {"key": "STORYFLOW_RUNS_WORKERS", "source": "environment"}
+
+
+def test_every_runs_variable_carries_the_prefix_load_looks_for() -> None:
+    from storyflow.run_settings import SCALARS as RUN_SCALARS
+
+    names = [env_name for _, env_name, _ in RUN_SCALARS.values()]
+    assert names and all(name.startswith(config.RUNS_ENV_PREFIX) for name in names)
