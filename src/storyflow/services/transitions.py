@@ -225,6 +225,8 @@ def _apply_budget(
     story: Story, decision: BudgetDecision, *, confirm: bool, reason: str | None
 ) -> str | None:
     """Raise when the budget refuses the edge; return a warning when it only warns."""
+    if decision.action is BudgetAction.NONE:  # most moves: nothing to say
+        return None
     summary = (
         f"{story.id}: {decision.phase.value} used {decision.used:,} tokens "
         f"(warning {decision.limits.warning:,}, hard {decision.limits.hard:,}, "

@@ -70,8 +70,13 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+def _dict_rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[Row]:
+    """Rows as dicts, the column names read once per query (a row factory would read the
+    cursor's description again for every row, in Python)."""
+    if not rows:
+        return []
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 class SqliteConnection:
@@ -84,7 +89,6 @@ class SqliteConnection:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
             )
-            self._conn.row_factory = _dict_row
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -113,18 +117,19 @@ class SqliteConnection:
         return self._run(sql, params).rowcount
 
     def fetchone(self, sql: str, params: Params = None) -> Row | None:
-        row: Row | None = self._run(sql, params).fetchone()
-        return row
+        cursor = self._run(sql, params)
+        row = cursor.fetchone()
+        return None if row is None else _dict_rows(cursor, [row])[0]
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
-        return self._run(sql, params).fetchall()
+        cursor = self._run(sql, params)
+        return _dict_rows(cursor, cursor.fetchall())
 
     def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
-        return [self._run(sql, params).fetchall() for sql, params in statements]
+        return [self.fetchall(sql, params) for sql, params in statements]
 
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         cursor = self._conn.cursor()
-        cursor.row_factory = None
         rows: list[tuple[Any, ...]] = cursor.execute(sql, params or {}).fetchall()
         return rows
 

@@ -142,6 +142,7 @@ _EPIC_COLUMNS = (
     "updated_at",
     "version",
 )
+_JOINED_EPIC_COLUMNS = tuple(f"e_{c}" for c in _EPIC_COLUMNS)  # as Q_STORY_AND_EPIC names them
 # A story and its epic in one round trip (every change reads both).
 Q_STORY_AND_EPIC = (
     "SELECT "
@@ -328,17 +329,19 @@ _EPICS: dict[tuple[Any, ...], Epic] = {}
 _EPICS_MAX = 256
 
 
-def _epic(row: Row) -> Epic:
-    key = (row["prefix"], *(row[c] for c in _EPIC_COLUMNS))
+def _epic(row: Row, prefix: str = "prefix", columns: Sequence[str] = _EPIC_COLUMNS) -> Epic:
+    """The epic of ``row`` (its ``columns`` hold _EPIC_COLUMNS, in that order)."""
+    key = (row[prefix], *(row[c] for c in columns))
     epic = _EPICS.get(key)
     if epic is None:
         if len(_EPICS) >= _EPICS_MAX:
             _EPICS.clear()
-        epic = _EPICS[key] = _build_epic(row)
+        epic = _EPICS[key] = _build_epic(key)
     return epic
 
 
-def _build_epic(row: Row) -> Epic:
+def _build_epic(key: tuple[Any, ...]) -> Epic:
+    row = dict(zip(("prefix", *_EPIC_COLUMNS), key, strict=True))
     return Epic(
         prefix=row["prefix"],
         title=row["title"],
@@ -428,8 +431,6 @@ def _artifact(row: Row) -> ArtifactVersion:
 def _loaded(row: Row) -> Loaded:
     deps = sorted(row["deps"].split(",")) if row["deps"] else []
     reqs = sorted(row["reqs"].split(",")) if row["reqs"] else []
-    epic_row = {c: row[f"e_{c}"] for c in _EPIC_COLUMNS}
-    epic_row["prefix"] = row["epic"]
     lease = None
     if row["l_owner"] is not None:
         lease = {"owner": row["l_owner"], "expires_at": parse_ts(row["l_expires_at"])}
@@ -437,7 +438,8 @@ def _loaded(row: Row) -> Loaded:
     if row["log_head"]:
         seq, _, digest = row["log_head"].partition(":")
         head = (int(seq), digest)
-    return Loaded(story=_story(row, deps, reqs), epic=_epic(epic_row), lease=lease, log_head=head)
+    epic = _epic(row, "epic", _JOINED_EPIC_COLUMNS)
+    return Loaded(story=_story(row, deps, reqs), epic=epic, lease=lease, log_head=head)
 
 
 def _edge_facts_params(
