@@ -64,6 +64,19 @@ def test_dates_and_times_stay_strings() -> None:
     assert all(isinstance(v, str) for v in data.values())
 
 
+def test_remembered_tags_never_leak_between_plain_and_quoted_scalars() -> None:
+    """The loader remembers the tag of each plain scalar's text; a quoted scalar with the
+    same text, read afterwards or in the same document, is still a string, and a second
+    document reads as the first one did."""
+    text = "a: 7\nb: '7'\nc: true\nd: \"true\"\ne: null\nf: 'null'\ng: 2.5\nh: '2.5'\n"
+    expected = {"a": 7, "b": "7", "c": True, "d": "true", "e": None, "f": "null", "g": 2.5}
+    expected["h"] = "2.5"
+    assert load_yaml(text, source="x.yaml") == expected
+    assert load_yaml(text, source="again.yaml") == expected
+    long_number = "1" * 200  # past the remembered length: resolved each time, the same way
+    assert load_yaml(f"n: {long_number}\n", source="x.yaml") == {"n": int(long_number)}
+
+
 def test_numbers_null_and_nesting_still_load() -> None:
     text = "n: 3\nf: 2.5\nz: null\nt: ~\nl: [1, two]\nm: {k: v}\n"
     assert load_yaml(text, source="x.yaml") == {

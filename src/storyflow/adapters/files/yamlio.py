@@ -26,6 +26,25 @@ _BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumpe
 class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     """Safe loader: only true/false are booleans; dates and times stay strings."""
 
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        """The tag of a node. A plain scalar's depends on its text alone (no path
+        resolvers here), so it is remembered: the C composer asks for every node, and
+        the keys and short values of storyflow's files repeat from file to file."""
+        if kind is not yaml.ScalarNode or not implicit[0] or len(value) > _RESOLVED_MAX_LEN:
+            return str(super().resolve(kind, value, implicit))
+        tag = _RESOLVED.get(value)
+        if tag is None:
+            tag = str(super().resolve(kind, value, implicit))
+            if len(_RESOLVED) >= _RESOLVED_MAX:
+                _RESOLVED.clear()
+            _RESOLVED[value] = tag
+        return tag
+
+
+_RESOLVED: dict[str, str] = {}  # plain scalar text -> tag, for _Loader.resolve
+_RESOLVED_MAX = 50_000
+_RESOLVED_MAX_LEN = 80
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [
