@@ -76,9 +76,20 @@ def new_span_id() -> str:
 
 
 def ts(moment: datetime) -> str:
+    """``moment`` as stored: UTC, microseconds, a trailing Z. A change stamps every row it
+    writes with one ``now``, so the last moment's text is kept (a datetime is immutable)."""
+    last = _LAST_TS[0]
+    if last[0] is moment:
+        return last[1]
     if moment.tzinfo is UTC:  # the engine's clock: isoformat is twice as fast as strftime
-        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
-    return moment.astimezone(UTC).strftime(TS_FORMAT)
+        text = moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    else:
+        text = moment.astimezone(UTC).strftime(TS_FORMAT)
+    _LAST_TS[0] = (moment, text)  # one tuple, swapped whole: threads share it
+    return text
+
+
+_LAST_TS: list[tuple[datetime | None, str]] = [(None, "")]
 
 
 def parse_ts(text: str) -> datetime:
