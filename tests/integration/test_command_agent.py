@@ -4,16 +4,18 @@ phase, its JSON usage parsed, its artifacts collected -- and every failure of th
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
 import pytest
 
+from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.statuses import Status
 from storyflow.services.workers import run_story
 from tests.run_support import FAKES, configure, env, epic_with, fake_command, ledger_rows, runs_of
-from tests.support import Workspace
+from tests.support import Workspace, elaboration
 
 NO_RETRIES = {
     code: {"retries": 0} for code in ("AGENT_TIMEOUT", "MALFORMED_OUTPUT", "EXTERNAL_SERVICE_DOWN")
@@ -165,3 +167,43 @@ def test_a_reviewer_coverage_outside_0_to_100_counts_as_not_reported(
     assert parsed is not None
     review = review_of(parsed)
     assert review is not None and review["coverage"] == read
+
+
+def test_an_artifact_left_from_before_the_run_is_not_the_agents_output(
+    workspace: Workspace,
+) -> None:
+    """An agent that writes nothing, in a folder that already holds the registered
+    elaboration (older than the run), did not produce one: MALFORMED_OUTPUT, and the old
+    file is not submitted again as the run's result."""
+    configure(
+        workspace,
+        {
+            "phase_agents": {"elaborate": "fake"},
+            "agents": {"fake": command_agent(fake_command("noartifact"))},
+            "retries": NO_RETRIES,
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)  # generate, scripted
+    source = workspace.write(f"inbox/{story}-elaboration.yaml", elaboration("PASS"))
+    submitted = workspace.cli("artifact", "submit", story, "elaboration", str(source), "--json")
+    assert submitted.code == 0, submitted
+    registered = ctx.store.latest_artifact(story, ArtifactKind.ELABORATION)
+    assert registered is not None and registered.version == 1
+    epic = ctx.epic(ctx.story(story).epic)
+    old = ctx.files.locate(epic, ctx.story(story)) / registered.path
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+
+    outcome = run_story(ctx, run_env, story)
+
+    assert (outcome.phase, outcome.status, outcome.error_code) == (
+        "elaborate",
+        "blocked",
+        "MALFORMED_OUTPUT",
+    )
+    assert "did not write a new elaboration" in (outcome.message or "")
+    latest = ctx.store.latest_artifact(story, ArtifactKind.ELABORATION)
+    assert latest is not None and latest.version == 1

@@ -162,12 +162,23 @@ class Submission:
     verdict: str | None
 
 
-def prepare(ctx: Context, story_id: str, kind_name: str, path: Path | None = None) -> Submission:
-    """Read, validate and hash an artifact for ``story_id`` (no database writes)."""
+def prepare(
+    ctx: Context,
+    story_id: str,
+    kind_name: str,
+    path: Path | None = None,
+    *,
+    read: tuple[Story, Epic] | None = None,
+) -> Submission:
+    """Read, validate and hash an artifact for ``story_id`` (no database writes). ``read``:
+    the story and its epic when the caller has just read them (the run engine)."""
     parse_story_id(story_id)
     kind = parse_kind(kind_name)
-    story = ctx.story(story_id)
-    epic = ctx.epic(story.epic)
+    if read is not None and read[0].id == story_id:
+        story, epic = read
+    else:
+        story = ctx.story(story_id)
+        epic = ctx.epic(story.epic)
     source = _source_path(ctx, epic, story, kind, path)
     ctx.files.check_ownership(epic, story, source)
     display = ctx.files.rel(source)
@@ -223,7 +234,15 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
             and latest.story_version > ctx.store.entered_version(story_id, current.status)
         ):
             # The same file again in the same status: idempotent, no new version.
-            return _result(latest, unchanged=True)
+            return _result(
+                story_id,
+                kind,
+                latest.version,
+                latest.verdict,
+                latest.path,
+                latest.sha256,
+                unchanged=True,
+            )
         check_story_file(ctx, sub.epic, current)
         touched = replace(current, version=current.version + 1, updated_at=now)
         ctx.store.cas_update_story(touched, current.version)
@@ -267,19 +286,27 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
         if sub.destination != sub.source:
             pending.add(sub.destination, sub.raw)
     render_after_commit(ctx, sub.epic, touched.id, budget=False)
-    stored = ctx.store.latest_artifact(story_id, kind)
-    assert stored is not None
-    return _result(stored, unchanged=False)
+    # the version this call stored (a re-read after the commit could see a newer one)
+    return _result(story_id, kind, version, sub.verdict, dest_rel, sub.digest, unchanged=False)
 
 
-def _result(artifact: ArtifactVersion, *, unchanged: bool) -> dict[str, Any]:
+def _result(
+    story_id: str,
+    kind: ArtifactKind,
+    version: int,
+    verdict: str | None,
+    path: str,
+    sha256: str,
+    *,
+    unchanged: bool,
+) -> dict[str, Any]:
     return {
-        "story": artifact.story_id,
-        "kind": artifact.kind.value,
-        "version": artifact.version,
-        "verdict": artifact.verdict,
-        "path": artifact.path,
-        "sha256": artifact.sha256,
+        "story": story_id,
+        "kind": kind.value,
+        "version": version,
+        "verdict": verdict,
+        "path": path,
+        "sha256": sha256,
         "unchanged": unchanged,
     }
 

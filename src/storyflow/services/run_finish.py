@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
 from storyflow.domain.budgets import BudgetAction, evaluate
@@ -23,27 +24,29 @@ from storyflow.services.run_failures import failure_plan
 from storyflow.services.run_plan import Action
 from storyflow.services.run_types import PhaseOutcome, Started, Work, event, lost, phase_event
 
+if TYPE_CHECKING:
+    from storyflow.domain.model import Story
+
 # The error_code of a paused run that waits for an approval (not a failure: what it waits for).
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 _STALE_NS = 50_000_000  # a file older than the run (by more than this) is not its output
 
 
-def _collect(ctx: Context, s: Started, since_ns: int) -> dict[ArtifactKind, Path]:
+def _collect(ctx: Context, s: Started, story: Story, since_ns: int) -> dict[ArtifactKind, Path]:
     """The artifacts the agent wrote, found by the layout's names in the story folder."""
     files: dict[ArtifactKind, Path] = {}
-    story = ctx.story(s.story.id)
     for kind in s.phase.produces:
         if kind is ArtifactKind.STORY:
-            _check_story_file(ctx, s)
+            _check_story_file(ctx, s, story)
             continue
         path = ctx.files.discover(s.epic, story, kind)
         if path is None:
             raise AgentFailure(
                 "MALFORMED_OUTPUT", f"the agent wrote no {kind.value} in the story folder"
             )
-        latest = ctx.store.latest_artifact(story.id, kind)
         stale = path.stat().st_mtime_ns < since_ns - _STALE_NS
-        if stale and latest is not None and latest.path == path.name:
+        latest = ctx.store.latest_artifact(story.id, kind) if stale else None
+        if latest is not None and latest.path == path.name:
             from storyflow.adapters.files.story_files import sha256_text
 
             if sha256_text(path.read_text(encoding="utf-8", errors="replace")) == latest.sha256:
@@ -54,8 +57,8 @@ def _collect(ctx: Context, s: Started, since_ns: int) -> dict[ArtifactKind, Path
     return files
 
 
-def _check_story_file(ctx: Context, s: Started) -> None:
-    facts = transitions.StoreFacts(ctx, s.epic, ctx.story(s.story.id), ctx.now().date())
+def _check_story_file(ctx: Context, s: Started, story: Story) -> None:
+    facts = transitions.StoreFacts(ctx, s.epic, story, ctx.now().date())
     problems = facts.story_file_problems()
     if problems:
         raise AgentFailure(
@@ -65,7 +68,12 @@ def _check_story_file(ctx: Context, s: Started) -> None:
 
 def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> PhaseOutcome:
     """The finish transaction of a run whose agent succeeded (raises AgentFailure)."""
-    work.files = _collect(ctx, s, since_ns) if s.action is Action.RUN else {}
+    work.files = {}
+    story = s.story
+    if s.action is Action.RUN:
+        story = ctx.story(s.story.id)  # as the agent left it: where its files are
+        work.files = _collect(ctx, s, story, since_ns)
+    epic = ctx.epic(story.epic) if work.files else s.epic  # its rules as they are now
     usage = work.total
     decision = evaluate(
         phase=s.budget.phase,
@@ -89,7 +97,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
     # Read, validate and hash the artifacts before the write transaction: on SQLite that
     # transaction holds the database's write lock, which every other worker waits for.
     submissions = [
-        artifact_service.prepare(ctx, s.story.id, kind.value, path)
+        artifact_service.prepare(ctx, s.story.id, kind.value, path, read=(story, epic))
         for kind, path in work.files.items()
     ]
     with traced(ctx, s.trace_id), composed(ctx) as nctx:
