@@ -3,6 +3,7 @@ versions, approvals and requirements."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -613,3 +614,28 @@ def test_a_long_lived_context_sees_an_epic_that_another_writer_changed(
         driver.move(sid, "ready-to-work")
     assert refused.value.code == "GUARD_FAILED"
     assert driver.ctx.story(sid).status is S.IN_ELABORATION
+
+
+def test_a_read_after_deferred_writes_sees_them_and_a_lost_compare_and_set_stops_it(
+    driver: Driver,
+) -> None:
+    """Deferred writes travel with the next read (one round trip on PostgreSQL): the read
+    sees them, and when one of them is a compare-and-set that lost, the read does not
+    happen, the conflict names the story and nothing commits."""
+    ctx = driver.ctx
+    sid = new_story(ctx)
+    story = ctx.story(sid)
+    moved = replace(story, title="Renamed", version=story.version + 1)
+    with ctx.store.transaction():
+        ctx.store.cas_update_story(moved, story.version)
+        seen = ctx.store.get_story(sid)  # the deferred write goes first, in the same trip
+        assert seen is not None and (seen.title, seen.version) == ("Renamed", story.version + 1)
+
+    stale = replace(moved, title="Lost", version=story.version + 1)
+    with pytest.raises(ConflictError) as lost, ctx.store.transaction():
+        ctx.store.cas_update_story(stale, story.version)  # the version moved on meanwhile
+        ctx.store.get_story(sid)
+        pytest.fail("the read after a lost compare-and-set returned")
+    assert lost.value.code == "VERSION_CONFLICT" and sid in lost.value.message
+    after = ctx.story(sid)
+    assert (after.title, after.version) == ("Renamed", story.version + 1)

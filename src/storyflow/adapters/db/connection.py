@@ -65,6 +65,13 @@ class Connection(Protocol):
         (pipeline mode), with the COMMIT when ``commit`` (the transaction's last writes)."""
         ...
 
+    def fetch_after(
+        self, writes: Sequence[tuple[str, Params]], reads: Sequence[tuple[str, Params]]
+    ) -> tuple[list[int], list[list[Row]]]:
+        """``execute_batch(writes)`` then ``fetch_batch(reads)``: one round trip on
+        PostgreSQL. Nothing is read when a write fails."""
+        ...
+
     def transaction(self, *, write: bool = True) -> Any: ...
 
     def close(self) -> None: ...
@@ -153,6 +160,11 @@ class SqliteConnection:
         # ``commit`` lets a backend send COMMIT with the batch; SQLite commits on leaving
         # ``transaction``, so it has nothing to add here.
         return [self._run(sql, params).rowcount for sql, params in statements]
+
+    def fetch_after(
+        self, writes: Sequence[tuple[str, Params]], reads: Sequence[tuple[str, Params]]
+    ) -> tuple[list[int], list[list[Row]]]:
+        return self.execute_batch(writes), self.fetch_batch(reads)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[None]:
@@ -305,6 +317,13 @@ class PostgresConnection:
     ) -> list[int]:
         return [int(cursor.rowcount) for cursor in self._send(statements, commit=commit)]
 
+    def fetch_after(
+        self, writes: Sequence[tuple[str, Params]], reads: Sequence[tuple[str, Params]]
+    ) -> tuple[list[int], list[list[Row]]]:
+        cursors = self._send([*writes, *reads])  # one pipeline: an error stops the rest
+        done = len(writes)
+        return [int(c.rowcount) for c in cursors[:done]], [c.fetchall() for c in cursors[done:]]
+
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[None]:
         if self._depth:
@@ -365,10 +384,34 @@ class BatchingConnection:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        self._checked(
+            pending,
+            lambda writes: self.inner.execute_batch(writes, commit=commit),
+        )
+
+    def _fetch(self, reads: list[tuple[str, Params]]) -> list[list[Row]]:
+        """Reads, with the deferred writes sent ahead of them in the same round trip."""
+        pending, self._pending = self._pending, ([] if self._pending is not None else None)
+        if not pending:
+            return self.inner.fetch_batch(reads)
+        results: list[list[Row]] = []
+
+        def send(writes: list[tuple[str, Params]]) -> list[int]:
+            counts, rows = self.inner.fetch_after(writes, reads)
+            results.extend(rows)
+            return counts
+
+        self._checked(pending, send)
+        return results
+
+    def _checked(
+        self,
+        pending: list[tuple[str, Params, Check | None]],
+        send: Callable[[list[tuple[str, Params]]], list[int]],
+    ) -> None:
+        """Send the deferred writes and run their checks on the row counts."""
         try:
-            counts = self.inner.execute_batch(
-                [(sql, params) for sql, params, _ in pending], commit=commit
-            )
+            counts = send([(sql, params) for sql, params, _ in pending])
         except (UniqueViolation, ConflictError) as exc:
             # A lost compare-and-set (PostgreSQL raises inside the batch), or an append that
             # collided with a concurrent writer's: report it as the compare-and-set's own
@@ -391,16 +434,24 @@ class BatchingConnection:
             self._pending = []
 
     def fetchone(self, sql: str, params: Params = None) -> Row | None:
-        self.flush()
-        return self.inner.fetchone(sql, params)
+        if not self._pending:
+            return self.inner.fetchone(sql, params)
+        rows = self._fetch([(sql, params)])[0]
+        return rows[0] if rows else None
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
-        self.flush()
-        return self.inner.fetchall(sql, params)
+        if not self._pending:
+            return self.inner.fetchall(sql, params)
+        return self._fetch([(sql, params)])[0]
 
     def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
+        return self._fetch(list(statements))
+
+    def fetch_after(
+        self, writes: Sequence[tuple[str, Params]], reads: Sequence[tuple[str, Params]]
+    ) -> tuple[list[int], list[list[Row]]]:
         self.flush()
-        return self.inner.fetch_batch(statements)
+        return self.inner.fetch_after(writes, reads)
 
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         self.flush()
