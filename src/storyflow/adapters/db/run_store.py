@@ -352,9 +352,10 @@ class RunStore:
         )
         return count == 1
 
-    def abandon_running(self, story_id: str, *, keep: str, now: datetime, message: str) -> int:
-        """Mark runs its story's earlier, dead workers left running as abandoned."""
-        return self.conn.execute(
+    def abandon_running(self, story_id: str, *, keep: str, now: datetime, message: str) -> None:
+        """Mark runs its story's earlier, dead workers left running as abandoned (sent with
+        the transaction's next read or its commit)."""
+        self.conn.execute(
             Q_ABANDON,
             {
                 "story_id": story_id,
@@ -363,6 +364,7 @@ class RunStore:
                 "error_code": "WORKER_LOST",
                 "message": message,
             },
+            defer=True,
         )
 
     def last_statuses(self, story_id: str, limit: int) -> list[str]:

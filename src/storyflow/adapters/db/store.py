@@ -867,7 +867,8 @@ class Store:
     def insert_kind_row(self, table: str, values: dict[str, Any]) -> None:
         columns = ", ".join(values)
         names = ", ".join(f":{k}" for k in values)
-        self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({names})", values)
+        # sent with the change's next read or its commit: nothing waits for its row count
+        self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({names})", values, defer=True)
 
     def latest_artifact(self, story_id: str, kind: ArtifactKind) -> ArtifactVersion | None:
         row = self.conn.fetchone(Q_LATEST_ARTIFACT, {"story_id": story_id, "kind": kind.value})
