@@ -482,55 +482,58 @@ def _spread(summary: Summary, stories: int) -> str:
     return f"min {summary.low:,.0f}, max {summary.high:,.0f}, n={summary.n} runs of {stories} moves"
 
 
+def rate_row(
+    label: str, results: dict[str, list[float]], variant: str, stories: int, note: str = ""
+) -> Row:
+    """An information row: a variant's median rate, its spread, and what it measures."""
+    summary = Summary.of(results[variant])
+    return Row(label, summary.median, "ops/s", detail=_spread(summary, stories) + note)
+
+
+def ratio_row(label: str, results: dict[str, list[float]], top: str, bottom: str) -> Row:
+    """An information row: ``top`` over ``bottom`` as paired within each run."""
+    return Row(label, paired_ratio(results, top, bottom) * 100, "%", detail=PAIRED)
+
+
 def common_rows(backend: str, results: dict[str, list[float]], stories: int) -> list[Row]:
     """Rows without targets, the same for both backends."""
-    stats = {k: Summary.of(v) for k, v in results.items() if v}
     driver = "sqlite3" if backend == "SQLite" else "psycopg"
     rows = [
-        Row(
-            f"{backend} bare {driver} UPDATE+INSERT per txn",
-            stats["bare"].median,
-            "ops/s",
-            detail=_spread(stats["bare"], stories),
-        ),
-        Row(
+        rate_row(f"{backend} bare {driver} UPDATE+INSERT per txn", results, "bare", stories),
+        rate_row(
             f"{backend} SQL replay of move()'s statements ({driver})",
-            stats["replay"].median,
-            "ops/s",
-            detail=_spread(stats["replay"], stories)
-            + "; the exact statements and transactions move() sent, replayed without Python",
+            results,
+            "replay",
+            stories,
+            "; the exact statements and transactions move() sent, replayed without Python",
         ),
-        Row(
-            f"{backend} storyflow (no file write) / SQL replay",
-            paired_ratio(results, "nofile", "replay") * 100,
-            "%",
-            detail=PAIRED,
-        ),
+        ratio_row(f"{backend} storyflow (no file write) / SQL replay", results, "nofile", "replay"),
     ]
-    if "nocheck" in stats:
+    if results["nocheck"]:
         rows.append(
-            Row(
+            rate_row(
                 f"{backend} in-qa->uat, no file write, story-file pre-check skipped (experiment)",
-                stats["nocheck"].median,
-                "ops/s",
-                detail=_spread(stats["nocheck"], stories)
-                + "; move() with check_story_file patched out",
+                results,
+                "nocheck",
+                stories,
+                "; move() with check_story_file patched out",
             )
         )
         rows.append(
-            Row(
+            ratio_row(
                 f"{backend} storyflow (no file write, pre-check skipped) / bare",
-                paired_ratio(results, "nocheck", "bare") * 100,
-                "%",
-                detail=PAIRED,
+                results,
+                "nocheck",
+                "bare",
             )
         )
+    cycle = Summary.of(results["cycle"])
     rows.append(
         Row(
             f"{backend} uat->blocked->uat cycle, with files",
-            stats["cycle"].median,
+            cycle.median,
             "ops/s",
-            detail=f"{2 * BLOCK_CYCLE_STORIES} moves per run, n={stats['cycle'].n}",
+            detail=f"{2 * BLOCK_CYCLE_STORIES} moves per run, n={cycle.n}",
         )
     )
     return rows
@@ -555,26 +558,16 @@ def sqlite_rows(results: dict[str, list[float]], stories: int) -> list[Row]:
             files.median >= TARGET_SQLITE_FILES,
             _spread(files, stories),
         ),
-        Row(
-            "SQLite storyflow (no file write) / bare",
-            paired_ratio(results, "nofile", "bare") * 100,
-            "%",
-            detail=PAIRED,
-        ),
-        Row(
+        ratio_row("SQLite storyflow (no file write) / bare", results, "nofile", "bare"),
+        rate_row(
             "SQLite floor: one atomic write (temp + fsync + rename) per story file",
-            Summary.of(results["floor"]).median,
-            "ops/s",
-            detail=_spread(Summary.of(results["floor"]), stories)
-            + "; write_atomic of each story file with its own bytes, nothing else: "
+            results,
+            "floor",
+            stories,
+            "; write_atomic of each story file with its own bytes, nothing else: "
             "what a move with files writes at the least",
         ),
-        Row(
-            "SQLite storyflow (with files) / that floor",
-            paired_ratio(results, "files", "floor") * 100,
-            "%",
-            detail=PAIRED,
-        ),
+        ratio_row("SQLite storyflow (with files) / that floor", results, "files", "floor"),
         *common_rows("SQLite", results, stories),
     ]
 
@@ -698,19 +691,14 @@ def postgres_rows(results: dict[str, list[float]], stories: int) -> list[Row]:
             PAIRED + "; ratio of the medians: "
             f"{nofile.median / Summary.of(results['bare']).median * 100:.1f} %",
         ),
-        Row(
-            "PostgreSQL storyflow (with files) / bare",
-            paired_ratio(results, "files", "bare") * 100,
-            "%",
-            detail=PAIRED,
-        ),
+        ratio_row("PostgreSQL storyflow (with files) / bare", results, "files", "bare"),
         *common_rows("PostgreSQL", results, stories),
-        Row(
+        rate_row(
             "PostgreSQL SQL replay, no server-side prepared statements (as storyflow connects)",
-            Summary.of(results["replay_noprep"]).median,
-            "ops/s",
-            detail=_spread(Summary.of(results["replay_noprep"]), stories)
-            + "; psycopg prepare_threshold=None, which storyflow's PostgresConnection passes "
+            results,
+            "replay_noprep",
+            stories,
+            "; psycopg prepare_threshold=None, which storyflow's PostgresConnection passes "
             "(the bare loop and the other replay use psycopg's default, 5)",
         ),
     ]
