@@ -237,10 +237,10 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
             return _result(
                 story_id,
                 kind,
-                latest.version,
-                latest.verdict,
-                latest.path,
-                latest.sha256,
+                version=latest.version,
+                verdict=latest.verdict,
+                path=latest.path,
+                sha256=latest.sha256,
                 unchanged=True,
             )
         check_story_file(ctx, sub.epic, current)
@@ -287,17 +287,25 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
             pending.add(sub.destination, sub.raw)
     render_after_commit(ctx, sub.epic, touched.id, budget=False)
     # the version this call stored (a re-read after the commit could see a newer one)
-    return _result(story_id, kind, version, sub.verdict, dest_rel, sub.digest, unchanged=False)
+    return _result(
+        story_id,
+        kind,
+        version=version,
+        verdict=sub.verdict,
+        path=dest_rel,
+        sha256=sub.digest,
+        unchanged=False,
+    )
 
 
 def _result(
     story_id: str,
     kind: ArtifactKind,
+    *,
     version: int,
     verdict: str | None,
     path: str,
     sha256: str,
-    *,
     unchanged: bool,
 ) -> dict[str, Any]:
     return {

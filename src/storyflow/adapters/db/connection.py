@@ -391,9 +391,9 @@ class BatchingConnection:
 
     def _fetch(self, reads: list[tuple[str, Params]]) -> list[list[Row]]:
         """Reads, with the deferred writes sent ahead of them in the same round trip."""
-        pending, self._pending = self._pending, ([] if self._pending is not None else None)
-        if not pending:
+        if not self._pending:
             return self.inner.fetch_batch(reads)
+        pending, self._pending = self._pending, []
         results: list[list[Row]] = []
 
         def send(writes: list[tuple[str, Params]]) -> list[int]:
