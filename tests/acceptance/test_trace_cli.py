@@ -164,6 +164,9 @@ def test_follow_prints_new_lines_until_interrupted(walked: Workspace) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a suite started in the background (``cmd &``) inherits SIGINT
+        # ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C would never arrive
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[dict[str, Any]] = []
     reader = threading.Thread(
