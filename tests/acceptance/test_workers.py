@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import TERMINAL, Status
@@ -49,9 +50,62 @@ def test_a_killed_workers_story_is_finished_once_by_another(workspace: Workspace
     assert history.count("ready-for-code-review") == 1
     locks = [e for e in ctx.store.recent_events(story, 100) if e["type"] == "lock"]
     assert [e["payload"]["action"] for e in locks] == ["takeover"]
+    assert locks[0]["payload"]["previous_owner"] != locks[0]["payload"]["owner"]
+    assert locks[0]["payload"]["expired_at"]  # when the dead worker's lease ran out
     summary = json.loads(out)
     assert summary["takeovers"] == 1
     assert ctx.store.lease(story) is None
+
+
+def test_a_dead_workers_unrendered_commit_is_rendered_by_the_next_worker(
+    workspace: Workspace,
+) -> None:
+    """A worker killed between its commit and the story file leaves a stale file and an
+    expired lease on a story no claim takes over (here cancelled): the next worker renders
+    the file, abandons the dead run, drops the lease and records the takeover."""
+    configure(workspace)
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    epic = ctx.epic("FLOW")
+    before = ctx.files.story_file(epic, ctx.story(story)).read_text(encoding="utf-8")
+    cancelled = workspace.run("story", "cancel", story, "--reason", "dropped from the scope")
+    assert cancelled.code == 0, cancelled.stderr
+    # the folder moved to its stage, but the dead worker never rewrote the file
+    path = ctx.files.story_file(epic, ctx.story(story))
+    path.write_text(before, encoding="utf-8")
+    runs = ctx.store.run_store()
+    past = datetime.now(UTC) - timedelta(seconds=30)
+    with ctx.store.transaction():
+        assert runs.acquire(story, owner="dead", phase="gate", now=past, expires=past) is False
+        assert runs.insert_run(
+            run_id="deadrun",
+            story_id=story,
+            phase="gate",
+            attempt=1,
+            key="dead-key",
+            agent="scripted",
+            model=None,
+            worker="dead",
+            trace_id="0" * 32,
+            started_at=past,
+        )
+    assert workspace.run("check").code == 3  # the file says pending
+
+    out, err = workspace.spawn("worker", "--epic", "FLOW", "--until-idle", "--json").communicate(
+        timeout=120
+    )
+
+    assert json.loads(out)["takeovers"] == 1, err
+    assert "status: cancelled" in path.read_text(encoding="utf-8")
+    checked = workspace.run("check")
+    assert checked.code == 0, checked.stdout + checked.stderr
+    assert ctx.store.lease(story) is None
+    (dead,) = runs_of(ctx, story)
+    assert (dead["status"], dead["error_code"]) == ("abandoned", "WORKER_LOST")
+    locks = [e["payload"] for e in ctx.store.recent_events(story, 100) if e["type"] == "lock"]
+    assert [(p["action"], p["previous_owner"], p.get("released")) for p in locks] == [
+        ("takeover", "dead", True)
+    ]
 
 
 def test_four_workers_drive_two_hundred_stories_to_rest(workspace: Workspace) -> None:

@@ -4,7 +4,9 @@ A pool runs N worker threads, each with its own Context (its own database connec
 SQLite connections are not shared across threads). A claim is one transaction: candidates
 in order (priority, then the stories closest to done, then age), locked with ``FOR UPDATE
 SKIP LOCKED`` on PostgreSQL, and the lease upsert decides. An expired lease is taken over
-and the takeover recorded (a ``lock`` event; ``story_leases.takeovers``). Idle means nothing
+and the takeover recorded (a ``lock`` event; ``story_leases.takeovers``); one left on a story
+no claim takes (its holder died after its last commit, before rendering it) is recovered by
+a worker with nothing to claim (``recover_expired``). Idle means nothing
 is claimable and no lease is active, seen in one snapshot -- so a worker waiting on another
 worker's story (a dependency, an orphaned lease) keeps polling until it can go on.
 
@@ -17,13 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from storyflow.domain.model import parse_story_id
 from storyflow.domain.phases import actionable_statuses
 from storyflow.errors import ConflictError, StoryflowError
 from storyflow.services.context import Context
+from storyflow.services.projection import render_after_commit
 from storyflow.services.run_context import RunEnv
 from storyflow.services.runs import PhaseOutcome, run_phase
 
@@ -36,22 +39,71 @@ class Claimed:
     takeover: bool
 
 
-def _record_takeover(ctx: Context, env: RunEnv, story_id: str, previous: dict[str, object]) -> None:
+def _record_takeover(
+    ctx: Context,
+    env: RunEnv,
+    story_id: str,
+    previous: Mapping[str, object],
+    *,
+    released: bool = False,
+) -> None:
     story = ctx.store.get_story(story_id)
+    payload = {
+        "action": "takeover",
+        "owner": env.worker,
+        "previous_owner": previous.get("owner"),
+        "previous_run": previous.get("run_id"),
+        "expired_at": previous.get("expires_at"),
+    }
+    if released:
+        payload["released"] = True  # nothing to run: the lease was dropped, not kept
     ctx.store.insert_event(
         type="lock",
         at=ctx.now(),
         story_id=story_id,
         epic=story.epic if story else None,
         actor=ctx.actor,
-        payload={
-            "action": "takeover",
-            "owner": env.worker,
-            "previous_owner": previous.get("owner"),
-            "previous_run": previous.get("run_id"),
-            "expired_at": previous.get("expires_at"),
-        },
+        payload=payload,
     )
+
+
+# Expired leases recovered per pass (a pass runs only when nothing was claimable).
+RECOVER_LIMIT = 20
+
+
+def recover_expired(ctx: Context, env: RunEnv, *, epic: str | None) -> list[str]:
+    """Leases whose holder died, on stories no claim will take over (completed, blocked,
+    paused, ...). A worker releases its lease only after the projection of its last commit,
+    so such a holder may have died between the commit and the story file: render the file
+    from the database, mark its runs left running as abandoned, drop the lease and record
+    the takeover. Returns the stories recovered."""
+    runs = ctx.store.run_store()
+    now = ctx.now()
+    if not runs.expired(now=now, epic=epic, limit=1):  # the common case: a read, no lock
+        return []
+    recovered: list[str] = []
+    with ctx.store.transaction():
+        for row in runs.expired(now=now, epic=epic, limit=RECOVER_LIMIT):
+            story_id = row["story_id"]
+            if not runs.drop_expired(story_id, owner=row["owner"], now=now):
+                continue  # renewed, or another worker got there first
+            runs.abandon_running(
+                story_id,
+                keep="",
+                now=now,
+                message=f"its worker died; {env.worker} found its lease expired",
+            )
+            _record_takeover(ctx, env, story_id, row, released=True)
+            recovered.append(story_id)
+    for story_id in recovered:
+        story = ctx.store.get_story(story_id)
+        if story is None:
+            continue
+        try:
+            render_after_commit(ctx, ctx.epic(story.epic), story_id)
+        except StoryflowError as error:  # storyflow check reports the file; the run goes on
+            log.warning("%s: story file not rendered: %s", story_id, error.message)
+    return recovered
 
 
 def claim_next(ctx: Context, env: RunEnv, *, epic: str | None) -> Claimed | bool:
@@ -72,9 +124,12 @@ def claim_next(ctx: Context, env: RunEnv, *, epic: str | None) -> Claimed | bool
             if took is None:
                 continue
             if took:
-                _record_takeover(
-                    ctx, env, row["id"], {"owner": row["l_owner"], "run_id": row["l_run_id"]}
-                )
+                previous = {
+                    "owner": row["l_owner"],
+                    "run_id": row["l_run_id"],
+                    "expires_at": row["l_expires_at"],
+                }
+                _record_takeover(ctx, env, row["id"], previous)
             return Claimed(story_id=row["id"], takeover=took)
         claimable, busy = runs.idle_state(now=now, statuses=statuses, epic=epic, skip=skip)
     return claimable == 0 and busy == 0
@@ -92,7 +147,7 @@ def acquire_story(ctx: Context, env: RunEnv, story_id: str, *, wait: bool) -> bo
                 story_id, owner=env.worker, phase=None, now=now, expires=env.lease_until(now)
             )
             if took:
-                _record_takeover(ctx, env, story_id, dict(previous or {}))
+                _record_takeover(ctx, env, story_id, previous or {})
         if took is not None:
             return took
         if not wait or env.abort.is_set() or env.stop.is_set():
@@ -150,6 +205,8 @@ def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) 
                 _refused(env, claimed.story_id, epic, error)
             finally:
                 release(ctx, env, claimed.story_id)
+            continue
+        if recover_expired(ctx, env, epic=epic):
             continue
         if claimed and until_idle:
             return

@@ -59,7 +59,7 @@ AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.story_id = s.id AND p.status = 'pau
                                     AND a.created_at >= p.finished_at)))
 """
 Q_CANDIDATES = (
-    "SELECT s.id, l.owner AS l_owner, l.run_id AS l_run_id"
+    "SELECT s.id, l.owner AS l_owner, l.run_id AS l_run_id, l.expires_at AS l_expires_at"
     + _CLAIMABLE
     + f"ORDER BY s.priority, {_RANK}, s.created_at, s.number LIMIT :limit"
 )
@@ -83,6 +83,17 @@ WHERE story_leases.expires_at <= :now
 RETURNING takeovers
 """
 Q_LEASE_ROW = "SELECT owner, run_id, expires_at FROM story_leases WHERE story_id = :story_id"
+# Expired leases the claim left alone: their stories are not claimable (completed, blocked,
+# paused, ...), so no takeover will come for them.
+Q_EXPIRED = """
+SELECT l.story_id, l.owner, l.run_id, l.expires_at
+FROM story_leases l JOIN workflow_stories s ON s.id = l.story_id
+WHERE l.expires_at <= :now {epic}
+ORDER BY l.expires_at, l.story_id LIMIT :limit
+"""
+Q_DROP_EXPIRED = """
+DELETE FROM story_leases WHERE story_id = :story_id AND owner = :owner AND expires_at <= :now
+"""
 Q_HEARTBEAT = """
 UPDATE story_leases SET heartbeat_at = :now, expires_at = :expires
 WHERE story_id = :story_id AND owner = :owner
@@ -231,6 +242,16 @@ class RunStore:
 
     def lease_row(self, story_id: str) -> Row | None:
         return self.conn.fetchone(Q_LEASE_ROW, {"story_id": story_id})
+
+    def expired(self, *, now: datetime, epic: str | None, limit: int) -> list[Row]:
+        """Leases past their expiry, oldest first (in ``epic`` when given)."""
+        sql = Q_EXPIRED.format(epic="AND s.epic = :epic" if epic else "")
+        return self.conn.fetchall(sql, {"now": ts(now), "epic": epic, "limit": limit})
+
+    def drop_expired(self, story_id: str, *, owner: str, now: datetime) -> bool:
+        """Delete the lease ``owner`` let expire; False when it was renewed or taken meanwhile."""
+        params = {"story_id": story_id, "owner": owner, "now": ts(now)}
+        return self.conn.execute(Q_DROP_EXPIRED, params) == 1
 
     def heartbeat(self, story_id: str, *, owner: str, now: datetime, expires: datetime) -> bool:
         params = {"story_id": story_id, "owner": owner, "now": ts(now), "expires": ts(expires)}
