@@ -157,17 +157,21 @@ def test_trace_refusals(walked: Workspace) -> None:
 
 def test_follow_prints_new_lines_until_interrupted(walked: Workspace) -> None:
     ws = walked
-    process = subprocess.Popen(
-        [*storyflow_command(), "trace", "FLOW-002", "--follow", "--json"],
-        cwd=ws.root,
-        env=ws.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # as from a terminal: a suite started in the background (``cmd &``) inherits SIGINT
-        # ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C would never arrive
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # As from a terminal: a suite started in the background (``cmd &``) inherits SIGINT
+    # ignored, which Python and its children keep, so Ctrl-C would never reach the follower.
+    # A handled signal is reset to the default in a child at exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [*storyflow_command(), "trace", "FLOW-002", "--follow", "--json"],
+            cwd=ws.root,
+            env=ws.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines: list[dict[str, Any]] = []
     reader = threading.Thread(
         target=lambda: lines.extend(json.loads(row) for row in iter(process.stdout.readline, "")),  # type: ignore[union-attr]
