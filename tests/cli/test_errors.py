@@ -863,3 +863,59 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(
         error = refuse(ws, "story", "list", code="INTERNAL")
     assert "RuntimeError: boom" in error["message"]
     assert "STORYFLOW_DEBUG" in error["hint"]
+
+
+# ---- extra arguments after an option's value ---------------------------------------------------
+
+EXTRA_ARGUMENTS = [
+    (
+        ("story", "new", "FLOW", "--title", "Fix", "the", "thing"),
+        "quote a value with spaces: --title 'Fix the thing'",
+    ),
+    (("story", "new", "FLOW", "--title=Fix", "it"), "quote a value with spaces: --title 'Fix it'"),
+    (
+        ("story", "block", "FLOW-003", "--reason", "waiting", "for", "infra"),
+        "quote a value with spaces: --reason 'waiting for infra'",
+    ),
+    (
+        ("story", "split", "FLOW-001", "--into", "the", "core", "--into", "edges"),
+        "quote a value with spaces: --into 'the core'",
+    ),
+    (
+        ("story", "new", "FLOW", "--title", "x", "--depends-on", "FLOW-001", "FLOW-002"),
+        "give several values with commas (--depends-on A,B) or repeat --depends-on",
+    ),
+    (
+        ("story", "new", "FLOW", "--title", "x", "--requires", "db", "api"),
+        "give several values with commas (--requires A,B) or repeat --requires",
+    ),
+    # a value that is not words, and an argument that follows no option: the usual hint
+    (
+        ("story", "new", "FLOW", "--title", "x", "--priority", "P1", "oops"),
+        "storyflow story new --help shows usage",
+    ),
+    (("story", "new", "FLOW", "extra", "--title", "x"), "storyflow story new --help shows usage"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"), EXTRA_ARGUMENTS, ids=[" ".join(a) for a, _ in EXTRA_ARGUMENTS]
+)
+def test_extra_arguments_hint_at_what_was_meant(
+    seeded: Seeded, args: tuple[str, ...], hint: str
+) -> None:
+    """An unquoted title or reason, or several IDs after one --depends-on, is a usage error
+    (exit 2, nothing written) whose hint says how to write it."""
+    with unchanged(seeded.ws):
+        error = refuse(seeded.ws, *args, code="USAGE")
+    assert error["hint"] == hint
+    assert "Got unexpected extra argument" in error["message"]
+
+
+def test_extra_arguments_hint_through_the_executable(seeded: Seeded) -> None:
+    args = ("story", "new", "FLOW", "--title", "x", "--depends-on", "FLOW-001", "FLOW-002")
+    with unchanged(seeded.ws):
+        error = refuse(seeded.ws, *args, code="USAGE", via="run")
+    assert (
+        error["hint"] == "give several values with commas (--depends-on A,B) or repeat --depends-on"
+    )

@@ -168,8 +168,46 @@ def _click_main(args: list[str], prepared: dict[str, Any] | None = None) -> int:
 
         where = getattr(error, "ctx", None)
         command = where.command_path if where is not None else "storyflow COMMAND"
-        raise UsageError(error.format_message(), hint=f"{command} --help shows usage") from error
+        hint = _extra_argument_hint(error, where, args) or f"{command} --help shows usage"
+        raise UsageError(error.format_message(), hint=hint) from error
     return 0
+
+
+# Options whose value is words (a title, a reason, a name): extra arguments after one are
+# most likely the rest of an unquoted value.
+_PROSE = frozenset({"--title", "--reason", "--into", "--by", "--actor"})
+
+
+def _extra_argument_hint(
+    error: click.ClickException, where: click.Context | None, args: list[str]
+) -> str | None:
+    """For extra arguments right after an option's value, what was probably meant: several
+    values for a repeatable option, or a value with spaces that was not quoted."""
+    message = error.format_message()
+    if where is None or not message.startswith("Got unexpected extra argument"):
+        return None
+    extras = message.partition("(")[2].rstrip(")").split(" ")
+    first = next((i for i, arg in enumerate(args) if arg == extras[0]), None)
+    if first is None or args[first : first + len(extras)] != extras:
+        return None
+    before = first - 1  # back to the option whose value the extras follow
+    while before >= 0 and not args[before].startswith("-"):
+        before -= 1
+    if before < 0:
+        return None
+    name, eq, inline = args[before].partition("=")
+    option = next(
+        (p for p in where.command.params if isinstance(p, click.Option) and name in p.opts),
+        None,
+    )
+    values = ([inline] if eq else []) + args[before + 1 : first + len(extras)]
+    if option is None or option.is_flag or len(values) != 1 + len(extras):
+        return None  # not one option value followed by the extras
+    if name in _PROSE:
+        return f"quote a value with spaces: {name} '{' '.join(values)}'"
+    if option.multiple:
+        return f"give several values with commas ({name} A,B) or repeat {name}"
+    return None
 
 
 def main(
