@@ -4,6 +4,7 @@ out (exit 5) or makes it wait, the refusals, a soft_gate pause, and a whole epic
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from typing import Any
@@ -280,3 +281,65 @@ def test_run_of_a_story_that_cannot_complete_says_what_to_do(workspace: Workspac
     shown = workspace.run("story", "show", "FLOW-010", "--json").json
     assert shown["status"] == "blocked" and shown["blocked_from"] == "uat"
     assert runs_of(workspace.ctx(), "FLOW-010") == []
+
+
+def wait_for_running(ws: Workspace, stories: list[str], timeout: float = 60) -> list[str]:
+    """Until some story has a phase running; returns those that do."""
+    ctx = ws.ctx()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [s for s in stories if any(r["status"] == "running" for r in runs_of(ctx, s))]
+        if running:
+            return running
+        time.sleep(0.05)
+    raise AssertionError("no phase started")
+
+
+def test_sigterm_finishes_the_running_phases_and_a_second_interrupts_them(
+    workspace: Workspace,
+) -> None:
+    """``run --epic``: the first SIGTERM lets the running phases finish and takes nothing
+    new; the second interrupts the agents, records their runs as abandoned and releases the
+    leases. Either way it exits 130 with the report, files and database agree, and a later
+    run drives every story to completion."""
+    scenario(workspace, {"defaults": {"delay": 1.5}})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    stories = epic_with(workspace.ctx(), 3)
+    ctx = workspace.ctx()
+
+    run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
+    running = wait_for_running(workspace, stories)
+    run.send_signal(signal.SIGTERM)
+    code, report, err = finish(run)
+    assert code == 130, err
+    assert report["interrupted"] is True
+    started = [s for s in stories if runs_of(ctx, s)]
+    assert set(running) <= set(started) and len(started) <= 2  # one phase per worker
+    for story in started:  # finished, not cut short; and nothing new began
+        assert [r["status"] for r in runs_of(ctx, story)] == ["succeeded"]
+    assert all(ctx.store.lease(s) is None for s in stories)
+    assert workspace.run("check").code == 0
+    before = {s: len(runs_of(ctx, s)) for s in stories}
+
+    run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
+    running = wait_for_running(workspace, stories)
+    run.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    code, report, err = finish(run)
+    assert code == 130, err
+    assert report["interrupted"] is True
+    started = [s for s in stories if len(runs_of(ctx, s)) > before[s]]
+    assert set(running) <= set(started) and len(started) <= 2
+    for story in started:
+        (last,) = runs_of(ctx, story)[before[story] :]
+        assert (last["status"], last["error_code"]) == ("abandoned", "RUN_INTERRUPTED"), last
+    assert not any(r["status"] == "running" for s in stories for r in runs_of(ctx, s))
+    assert all(ctx.store.lease(s) is None for s in stories)
+    checked = workspace.run("check")
+    assert checked.code == 0, checked.stdout + checked.stderr
+
+    scenario(workspace, {"defaults": {"delay": 0}})
+    code, report, err = finish(workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json"))
+    assert code == 0, err
+    assert [ctx.story(s).status.value for s in stories] == ["completed"] * 3
