@@ -343,3 +343,24 @@ def test_sigterm_finishes_the_running_phases_and_a_second_interrupts_them(
     code, report, err = finish(workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json"))
     assert code == 0, err
     assert [ctx.story(s).status.value for s in stories] == ["completed"] * 3
+
+
+def test_a_hand_edit_waiting_for_sync_survives_the_phases_runs(workspace: Workspace) -> None:
+    """The run engine renders the story file after each phase: a title edited by hand
+    meanwhile stays until storyflow sync applies it."""
+    scenario(workspace, {})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    (story,) = epic_with(workspace.ctx(), 1)
+    assert workspace.run("run", story).code == 0  # generate
+    ctx = workspace.ctx()
+    path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story))
+    text = path.read_text(encoding="utf-8")
+    assert "title: Story 1\n" in text
+    path.write_text(text.replace("title: Story 1\n", "title: Renamed by hand\n"), "utf-8")
+    for _ in range(2):  # elaborate, plan: each renders the file in its new stage folder
+        assert workspace.run("run", story).code == 0
+    path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story))
+    assert "title: Renamed by hand\n" in path.read_text(encoding="utf-8")
+    assert ctx.story(story).status.value == "in-progress"
+    assert workspace.run("sync").code == 0
+    assert workspace.ctx().story(story).title == "Renamed by hand"

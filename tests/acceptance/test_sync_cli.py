@@ -174,3 +174,57 @@ def test_dry_run_on_an_empty_database_writes_nothing(workspace: Workspace, clone
     shutil.rmtree(fresh.root / "plans")
     empty = _report(fresh.run("sync", "--json"), 0)
     assert empty["nothing_to_do"]
+
+
+def _key(path: Path, key: str) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))[key]
+
+
+def test_a_hand_edit_waiting_for_sync_survives_the_engines_changes(
+    workspace: Workspace,
+) -> None:
+    """A person edits a story file's title and priority; before any sync, the engine moves
+    the story, a run takes a phase, a story update sets another field and a split rewires
+    the story's dependencies. Each re-renders the file: the edits stay, beside what each
+    change wrote, and the next sync applies them."""
+    flow = Flow(workspace)
+    flow.epic("FLOW")
+    story = flow.story("FLOW")
+    other = flow.story("FLOW")
+    ok(workspace.run("story", "update", story, "--depends-on", other))
+    ok(workspace.run("sync"))
+    path = _path(workspace, story)
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("title: A story", "title: Renamed by hand", 1).replace(
+        "priority: P2", "priority: P0", 1
+    )
+    assert edited.count("Renamed by hand") == 1 and "priority: P0" in edited
+    path.write_text(edited, encoding="utf-8")
+
+    ok(workspace.run("story", "move", story, "generated"))
+    path = _path(workspace, story)
+    assert (_key(path, "status"), _key(path, "title"), _key(path, "priority")) == (
+        "generated",
+        "Renamed by hand",
+        "P0",
+    )
+    ok(workspace.run("story", "update", story, "--phase", "3"))
+    assert (_key(path, "phase"), _key(path, "title")) == (3, "Renamed by hand")
+    # the dependency splits: the rewiring writes depends_on, and only that
+    flow.drive_to(other, Status.NEEDS_SPLIT)
+    ok(workspace.run("story", "split", other, "--into", "core", "--into", "edges"))
+    children = ok(workspace.run("story", "show", other, "--json")).json["superseded_by"]
+    path = _path(workspace, story)
+    assert (sorted(_key(path, "depends_on")), _key(path, "title")) == (
+        sorted(children),
+        "Renamed by hand",
+    )
+    shown = ok(workspace.run("story", "show", story, "--json")).json
+    assert (shown["title"], shown["priority"]) != ("Renamed by hand", "P0")  # not synced yet
+
+    report = _report(workspace.run("sync", "--json"), 0)
+    assert [(c["action"], c["story"]) for c in report["changes"]] == [("updated", story)]
+    shown = ok(workspace.run("story", "show", story, "--json")).json
+    assert (shown["title"], shown["priority"], shown["phase"]) == ("Renamed by hand", "P0", 3)
+    assert sorted(shown["depends_on"]) == sorted(children)
+    assert ok(workspace.run("check")).code == 0

@@ -40,7 +40,7 @@ from storyflow.services.plan_targets import (
     update_story,
 )
 from storyflow.services.ports import PendingWritesPort, PlanFilesPort
-from storyflow.services.projection import render_after_commit
+from storyflow.services.projection import EVERY_FIELD, render_after_commit
 from storyflow.services.unit_of_work import change
 
 EPIC_FIELDS = ("title", "layout", "root", "timezone")
@@ -105,7 +105,7 @@ def import_plan(
         return report
     ctx.files.epic_root(epic).mkdir(parents=True, exist_ok=True)
     for story_id in renders:
-        render_after_commit(ctx, epic, story_id)
+        render_after_commit(ctx, epic, story_id, written=EVERY_FIELD)
     _apply_moves(ctx, report)
     return report
 

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget
 from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story
 from storyflow.services.context import Context
 from storyflow.services.ports import PendingWritesPort
+from storyflow.services.sync_fields import EDITABLE
 
-# Metadata keys the engine owns in the story file (front matter / top-level YAML keys).
+# The story file's keys a person may edit, and the Story attribute each one holds (status
+# aside: every move renders it). A change renders only those it wrote: the file may hold a
+# hand edit of the others that storyflow sync has not applied yet.
+EDITABLE_KEYS = {key: attr for key, attr in EDITABLE.items() if key != "status"}
+EVERY_FIELD = None  # ``written`` of a change that renders them all (sync, render, import)
+
+
+def kept_keys(written: Collection[str] | None) -> frozenset[str]:
+    """The editable keys a change that wrote the Story attributes ``written`` leaves as the
+    file has them (``EVERY_FIELD``: none)."""
+    if written is None:
+        return frozenset()
+    return frozenset(key for key, attr in EDITABLE_KEYS.items() if attr not in written)
+
+
+# Metadata keys that may be absent from the story file (front matter / top-level YAML keys).
 OPTIONAL_KEYS = frozenset(
     {
         "phase",
@@ -109,11 +125,22 @@ def check_story_file(ctx: Context, epic: Epic, story: Story) -> None:
     ctx.files.check_renderable(epic, story)
 
 
-def render_after_commit(ctx: Context, epic: Epic, story_id: str, *, budget: bool = True) -> None:
+def render_after_commit(
+    ctx: Context,
+    epic: Epic,
+    story_id: str,
+    *,
+    budget: bool = True,
+    written: Collection[str] | None = (),
+    keep: frozenset[str] | None = None,
+) -> None:
     """Re-render the story file from the committed state (after every change).
 
     Under the story's file lock the story is read again, so concurrent writers converge on
-    the newest state, and the file gets every Agent Log row it is missing."""
+    the newest state, and the file gets every Agent Log row it is missing. Of the keys a
+    person may edit, only those whose attributes the change wrote (``written``; a move
+    writes none, ``EVERY_FIELD`` all) are rendered: the others keep what the file says. A
+    caller that gathered several changes passes the keys to ``keep`` instead."""
 
     def state() -> tuple[Story, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
         story = ctx.store.get_story(story_id)
@@ -132,6 +159,7 @@ def render_after_commit(ctx: Context, epic: Epic, story_id: str, *, budget: bool
         story_id,
         state=state,
         rows_after=lambda count: ctx.store.log_rows(story_id, after=count),
+        keep=kept_keys(written) if keep is None else keep,
     )
 
 

@@ -71,7 +71,8 @@ class _DeferredFiles:
     def __init__(self, inner: FilesPort, pending: PendingWritesPort) -> None:
         self._inner = inner
         self._pending = _SharedPending(pending)
-        self.projected: dict[str, Epic] = {}
+        # story -> its epic, and the keys every deferred projection of it leaves as they are
+        self.projected: dict[str, tuple[Epic, frozenset[str]]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -86,8 +87,10 @@ class _DeferredFiles:
         *,
         state: Callable[[], Any],
         rows_after: Callable[[int], list[AgentLogRow]],
+        keep: frozenset[str] = frozenset(),
     ) -> Path | None:
-        self.projected[story_id] = epic
+        earlier = self.projected.get(story_id)
+        self.projected[story_id] = (epic, keep if earlier is None else earlier[1] & keep)
         return None
 
 
@@ -99,8 +102,8 @@ def composed(ctx: Context) -> Iterator[Context]:
     with change(ctx) as pending:
         files = _DeferredFiles(ctx.files, pending)
         yield replace(ctx, files=cast(FilesPort, files))
-    for story_id, epic in files.projected.items():
-        render_after_commit(ctx, epic, story_id)
+    for story_id, (epic, keep) in files.projected.items():
+        render_after_commit(ctx, epic, story_id, keep=keep)
 
 
 @contextmanager

@@ -21,7 +21,12 @@ from storyflow.domain.statuses import Status
 from storyflow.errors import InvalidInput, RuleViolation
 from storyflow.services.context import Context
 from storyflow.services.epics import _title
-from storyflow.services.projection import check_story_file, new_story_file, render_after_commit
+from storyflow.services.projection import (
+    EVERY_FIELD,
+    check_story_file,
+    new_story_file,
+    render_after_commit,
+)
 from storyflow.services.unit_of_work import change
 
 REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
@@ -250,7 +255,7 @@ def update_story(
         )
         row = ctx.log_row(epic, "updated " + ", ".join(sorted(changes)), "")
         ctx.store.append_log(story.id, [row])
-    render_after_commit(ctx, epic, updated.id)
+    render_after_commit(ctx, epic, updated.id, written=changes)
     return updated
 
 
@@ -363,7 +368,7 @@ def split_story(ctx: Context, story_id: str, titles: list[str]) -> tuple[Story, 
     render_after_commit(ctx, epic, superseded.id, budget=False)
     for dependent in rewired:
         dep_epic = epic if dependent.epic == epic.prefix else ctx.epic(dependent.epic)
-        render_after_commit(ctx, dep_epic, dependent.id, budget=False)
+        render_after_commit(ctx, dep_epic, dependent.id, budget=False, written=("depends_on",))
     return superseded, children
 
 
@@ -520,5 +525,5 @@ def render_story(ctx: Context, story_id: str) -> str:
     parse_story_id(story_id)
     story = ctx.story(story_id)
     epic: Epic = ctx.epic(story.epic)
-    render_after_commit(ctx, epic, story.id)
+    render_after_commit(ctx, epic, story.id, written=EVERY_FIELD)
     return ctx.files.rel(ctx.files.story_file(epic, story))

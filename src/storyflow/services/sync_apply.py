@@ -25,7 +25,7 @@ from storyflow.domain.statuses import Status
 from storyflow.errors import StoryflowError
 from storyflow.services import artifacts, stories, transitions
 from storyflow.services.context import Context
-from storyflow.services.projection import render_after_commit
+from storyflow.services.projection import EVERY_FIELD, render_after_commit
 from storyflow.services.sync_deferred import DeferredFiles
 from storyflow.services.sync_fields import editable_fields, story_fields
 from storyflow.services.sync_history import ledger, log_rows
@@ -80,7 +80,7 @@ class Session:
         if story_id in self.rendered:
             return
         self.rendered.add(story_id)
-        render_after_commit(self.ctx, epic, story_id)
+        render_after_commit(self.ctx, epic, story_id, written=EVERY_FIELD)
         self.report.changes.append(
             Change(
                 action="rendered",

@@ -68,8 +68,9 @@ class DeferredFiles:
         *,
         state: State,
         rows_after: Callable[[int], list[AgentLogRow]],
+        keep: frozenset[str] = frozenset(),
     ) -> Path | None:
-        self.queue.append(("project", (epic, story_id, state, rows_after)))
+        self.queue.append(("project", (epic, story_id, state, rows_after, keep)))
         return None
 
     def later(self, action: Callable[[], None]) -> None:
@@ -94,6 +95,10 @@ class DeferredFiles:
         committed state (once per story: the last request); staged writes meant for a
         folder that a projection moved follow it."""
         last = {item[1]: i for i, (kind, item) in enumerate(self.queue) if kind == "project"}
+        kept: dict[str, frozenset[str]] = {}  # what every request for the story leaves alone
+        for kind, item in self.queue:
+            if kind == "project":
+                kept[item[1]] = item[4] if item[1] not in kept else kept[item[1]] & item[4]
         moved = self.moved
         for index, (kind, item) in enumerate(self.queue):
             if kind == "publish":
@@ -103,7 +108,7 @@ class DeferredFiles:
             if kind == "call":
                 item()
                 continue
-            epic, story_id, state, rows_after = item
+            epic, story_id, state, rows_after, _ = item
             if last[story_id] != index:
                 continue
             before = current(story_id)
@@ -116,7 +121,9 @@ class DeferredFiles:
                     seen.append(result[0])
                 return result
 
-            path = self.real.project(epic, story_id, state=capture, rows_after=rows_after)
+            path = self.real.project(
+                epic, story_id, state=capture, rows_after=rows_after, keep=kept[story_id]
+            )
             if path is not None and seen:
                 self.rendered.append(Rendered(path=path, story=seen[-1]))
                 if folder is not None and path.parent.resolve() != folder:

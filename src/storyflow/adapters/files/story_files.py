@@ -235,21 +235,24 @@ class StoryFiles(WorkspaceReader):
         *,
         state: Callable[[], Projection | None],
         rows_after: Callable[[int], list[AgentLogRow]],
+        keep: frozenset[str] = frozenset(),
     ) -> Path | None:
         """Under the story's lock: read the committed ``state()``, move the folder to its
         stage, re-render the engine-owned parts of the file and append the log rows
-        (``rows_after(n)``) the file does not have yet."""
+        (``rows_after(n)``) the file does not have yet. The front matter keys in ``keep``
+        stay as the file has them."""
         with self.lock(story_id):
             current_state = state()
             if current_state is None:
                 return None
-            return self._project(epic, current_state, rows_after)
+            return self._project(epic, current_state, rows_after, keep)
 
     def _project(
         self,
         epic: Epic,
         projection: Projection,
         rows_after: Callable[[int], list[AgentLogRow]],
+        keep: frozenset[str],
     ) -> Path:
         story, meta, remove, token_budget = projection
         expected = self.expected_dir(epic, story)
@@ -264,8 +267,8 @@ class StoryFiles(WorkspaceReader):
             text = _storydoc().project(
                 text,
                 fmt,
-                meta=meta,
-                remove=remove,
+                meta={k: v for k, v in meta.items() if k not in keep} if keep else meta,
+                remove=remove - keep,
                 token_budget=token_budget,
                 new_rows=rows_after(_storydoc().count_log_rows(text, fmt)),
                 tz_label=epic.timezone,
