@@ -9,6 +9,7 @@ import subprocess
 import time
 from typing import Any
 
+from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
 from tests.run_support import configure, epic_with, runs_of, scenario
 from tests.support import Workspace, new_story
@@ -363,4 +364,40 @@ def test_a_hand_edit_waiting_for_sync_survives_the_phases_runs(workspace: Worksp
     assert "title: Renamed by hand\n" in path.read_text(encoding="utf-8")
     assert ctx.story(story).status.value == "in-progress"
     assert workspace.run("sync").code == 0
+    assert workspace.ctx().story(story).title == "Renamed by hand"
+
+
+def test_sync_leaves_a_story_in_a_workers_hands_to_the_next_sync(workspace: Workspace) -> None:
+    """While a run holds a story -- here waiting to retry after its agent wrote an
+    elaboration that does not validate -- sync leaves the story's files alone with a
+    warning instead of refusing the half-done output; the next sync takes the hand edit."""
+    scenario(workspace, {"rules": [{"phase": "elaborate", "attempt": 1, "fail": "malformed"}]})
+    retries = {"MALFORMED_OUTPUT": {"retries": 1, "backoff": 4}}
+    configure(workspace, {"scenario": "scenario.yaml", "retries": retries, "backoff_max": 4})
+    (story,) = epic_with(workspace.ctx(), 1)
+    assert workspace.run("run", story).code == 0  # generate
+    running = workspace.spawn("run", story, "--json")  # elaborate: fails once, then retries
+    ctx = workspace.ctx()
+    deadline = time.monotonic() + 30
+    while not any(r["status"] == "failed" for r in runs_of(ctx, story)):
+        assert time.monotonic() < deadline, "the first attempt never failed"
+        time.sleep(0.05)
+    path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story))
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("title: Story 1\n", "title: Renamed by hand\n"), "utf-8")
+
+    during = workspace.run("sync", "--json")
+    assert during.code == 0, during.stdout + during.stderr
+    (left,) = during.json["problems"]
+    assert (left["code"], left["story"], left["level"]) == ("STORY_LOCKED", story, "warning")
+    assert "next sync" in left["message"] and f"story show {story}" in left["hint"]
+    assert ctx.story(story).title == "Story 1"
+    assert ctx.store.latest_artifact(story, ArtifactKind.ELABORATION) is None
+
+    code, outcome, err = finish(running)
+    assert code == 0, err
+    assert (outcome["phase"], outcome["status"]) == ("elaborate", "succeeded")
+    after = workspace.run("sync", "--json")
+    assert after.code == 0, after.stdout + after.stderr
+    assert after.json["problems"] == []
     assert workspace.ctx().story(story).title == "Renamed by hand"

@@ -707,3 +707,33 @@ def test_the_cli_sync_trusts_the_index_only_when_the_folders_match_it(synced: Wo
     assert synced.ctx().story("FLOW-001").priority == "P1"
     again = synced.run("sync", "--json")
     assert again.json["nothing_to_do"], again
+
+
+def test_a_story_moved_while_sync_reads_it_is_left_for_the_next_sync(
+    synced: Workspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process moves the story's folder between the survey and the read of a new
+    artifact in it: the sync leaves the story with a warning, not a FILE_NOT_FOUND error,
+    and the next sync takes the artifact from where the folder is now."""
+    from storyflow.services import sync as sync_module
+
+    folder = _story_path(synced, "FLOW-001").parent  # backlog/: FLOW-001 is generated
+    (folder / "elaboration.yaml").write_text(yaml.safe_dump(elaboration("PASS")))
+    real_survey = sync_module.survey
+
+    def survey_then_move(*args: object, **kwargs: object) -> object:
+        found = real_survey(*args, **kwargs)  # type: ignore[arg-type]
+        transitions.move(synced.ctx("worker"), "FLOW-001", S.IN_ELABORATION.value)
+        return found
+
+    monkeypatch.setattr(sync_module, "survey", survey_then_move)
+    clock.tick()
+    report = run_sync(with_clock(synced, clock))
+    assert report.errors == [], report.problems
+    (left,) = report.problems
+    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    assert synced.ctx().store.latest_artifact("FLOW-001", ArtifactKind.ELABORATION) is None
+    monkeypatch.setattr(sync_module, "survey", real_survey)
+    again = run_sync(with_clock(synced, clock))
+    assert again.errors == [], again.problems
+    assert [(c.action, c.story) for c in again.changes][:1] == [("submitted", "FLOW-001")]

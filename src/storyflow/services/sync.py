@@ -8,6 +8,8 @@
 2. In one transaction: stories the database does not have are rebuilt from their folders
    in bulk (``rebuild.py``); the others are reconciled file by file (``sync_apply.py``);
    stories whose files are missing or behind are re-rendered; the records are updated.
+   A story a run holds (its lease) is left for the next sync, as is one whose folder another
+   process moved while the sync read it (``Session.leave``: a warning).
 3. After the commit the deferred file writes happen (projections, epic files), then their
    new hashes are recorded. ``--dry-run`` rolls the transaction back and writes nothing.
 """
@@ -87,6 +89,7 @@ def sync(
     )
     try:
         with ctx.store.transaction():
+            session.leased = ctx.store.leased_story_ids(ctx.now())
             _rebuild(session, found, tick, jobs)
             for item in found.changed:
                 session.reconcile(item)
@@ -94,6 +97,9 @@ def sync(
                     tick(len(item.artifacts) + 1)
             reconcile_epics(session, found.epic_files)
             for story_id in found.missing:
+                if story_id in session.leased:
+                    session.leave(story_id, None, "STORY_LOCKED")
+                    continue
                 epic = found.epics[story_id.rsplit("-", 1)[0]]
                 session.render(epic, story_id, None, "no story folder on disk")
             _forget_removed(session, found)

@@ -64,6 +64,7 @@ class Session:
     epic_writes: list[tuple[str, str]] = field(default_factory=list)  # (path, prefix)
     base_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     rendered: set[str] = field(default_factory=set)
+    leased: set[str] = field(default_factory=set)  # stories a worker's run holds
     _hashes: dict[tuple[str, str], set[str]] | None = None
     _base: dict[str, Any] | None = None
 
@@ -129,13 +130,51 @@ class Session:
         return self._hashes[key]
 
     def problem(self, exc: StoryflowError, path: str | None, story_id: str) -> None:
+        if exc.code == "FILE_NOT_FOUND" and self._moved_on(story_id):
+            self.leave(story_id, path, "VERSION_CONFLICT")
+            return
         self.report.problems.append(Problem.from_error(exc, file=path, story=story_id))
+
+    def _moved_on(self, story_id: str) -> bool:
+        """Whether the engine took the story on since the survey (a worker leased it, or its
+        version moved on): a file gone since then was moved by the engine, not deleted."""
+        if self.ctx.store.active_lease(story_id, self.ctx.now()) is not None:
+            return True
+        current = self.ctx.store.get_story(story_id)
+        return current is not None and current.version != self.versions.get(
+            story_id, current.version
+        )
+
+    def leave(self, story_id: str, path: str | None, code: str) -> None:
+        """A story in another process's hands (STORY_LOCKED: a worker's agent writes in its
+        folder; VERSION_CONFLICT: its files moved while this sync read them): this sync
+        leaves its files alone, with a warning, and the next one takes them."""
+        locked = code == "STORY_LOCKED"
+        why = "a run holds it" if locked else "it changed while sync read it"
+        hint = "run storyflow sync again " + (
+            f"when the run has finished (storyflow story show {story_id} shows the lease)"
+            if locked
+            else "to take it where it is now"
+        )
+        self.report.problems.append(
+            Problem(
+                code=code,
+                message=f"{story_id}: {why}; sync left its files for the next sync",
+                hint=hint,
+                file=path,
+                story=story_id,
+                warning=True,
+            )
+        )
 
     # ---- one story ------------------------------------------------------------------------
 
     def reconcile(self, item: StoryItem) -> None:
         story = self.ctx.store.get_story(item.story_id)
         if story is None:
+            return
+        if story.id in self.leased:
+            self.leave(story.id, item.folder.path if item.folder else None, "STORY_LOCKED")
             return
         new_artifacts, held = self._artifacts(item, story)
         if held:
