@@ -6,7 +6,9 @@ edits go through the rules; the database moving on re-renders files; conflicts w
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -737,3 +739,29 @@ def test_a_story_moved_while_sync_reads_it_is_left_for_the_next_sync(
     again = run_sync(with_clock(synced, clock))
     assert again.errors == [], again.problems
     assert [(c.action, c.story) for c in again.changes][:1] == [("submitted", "FLOW-001")]
+
+
+def test_a_folder_moved_while_the_walk_goes_by_is_not_two_folders(
+    synced: Workspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk lists FLOW-001 in backlog/, a projection moves it to elaboration/, and the
+    walk lists it there too: the story is taken from where it is, not refused as
+    DUPLICATE_ID. A file deleted between the listing and its stat is simply not there."""
+    from storyflow.adapters.files.sync_io import SyncFiles
+
+    folder = _story_path(synced, "FLOW-001").parent  # backlog/
+    moved_to = folder.parent.parent / "elaboration" / "FLOW-001"
+    shutil.copytree(folder, moved_to)  # the walk saw both ...
+    _edit(moved_to / "story.yaml", "status: generated", "status: in-elaboration")
+    real_scan = SyncFiles.scan_epic
+
+    def scan_then_move(self: SyncFiles, *args: Any, **kwargs: Any) -> Any:
+        found = real_scan(self, *args, **kwargs)
+        shutil.rmtree(folder)  # ... and the old place is gone by the time sync looks
+        return found
+
+    monkeypatch.setattr(SyncFiles, "scan_epic", scan_then_move)
+    clock.tick()
+    report = run_sync(with_clock(synced, clock))
+    assert report.problems == [], report.problems
+    assert synced.ctx().story("FLOW-001").status is S.IN_ELABORATION

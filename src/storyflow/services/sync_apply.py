@@ -65,6 +65,7 @@ class Session:
     base_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     rendered: set[str] = field(default_factory=set)
     leased: set[str] = field(default_factory=set)  # stories a worker's run holds
+    left: set[str] = field(default_factory=set)  # stories left for the next sync
     _hashes: dict[tuple[str, str], set[str]] | None = None
     _base: dict[str, Any] | None = None
 
@@ -130,27 +131,22 @@ class Session:
         return self._hashes[key]
 
     def problem(self, exc: StoryflowError, path: str | None, story_id: str) -> None:
-        if exc.code == "FILE_NOT_FOUND" and self._moved_on(story_id):
+        if exc.code == "FILE_NOT_FOUND":
+            # The survey listed it moments ago: another process (a worker's projection
+            # moving the folder, say) changed the story meanwhile. The next sync sees it.
             self.leave(story_id, path, "VERSION_CONFLICT")
             return
         self.report.problems.append(Problem.from_error(exc, file=path, story=story_id))
 
-    def _moved_on(self, story_id: str) -> bool:
-        """Whether the engine took the story on since the survey (a worker leased it, or its
-        version moved on): a file gone since then was moved by the engine, not deleted."""
-        if self.ctx.store.active_lease(story_id, self.ctx.now()) is not None:
-            return True
-        current = self.ctx.store.get_story(story_id)
-        return current is not None and current.version != self.versions.get(
-            story_id, current.version
-        )
-
     def leave(self, story_id: str, path: str | None, code: str) -> None:
         """A story in another process's hands (STORY_LOCKED: a worker's agent writes in its
         folder; VERSION_CONFLICT: its files moved while this sync read them): this sync
-        leaves its files alone, with a warning, and the next one takes them."""
+        leaves its files alone, with a warning (one per story), and the next one takes them."""
+        if story_id in self.left:
+            return
+        self.left.add(story_id)
         locked = code == "STORY_LOCKED"
-        why = "a run holds it" if locked else "it changed while sync read it"
+        why = "a run holds it" if locked else "its files changed while sync read them"
         hint = "run storyflow sync again " + (
             f"when the run has finished (storyflow story show {story_id} shows the lease)"
             if locked

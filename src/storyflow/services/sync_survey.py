@@ -162,9 +162,18 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
         for _, place in places:
             seen.update(map(_path, place.files))
         if len(places) > 1:
-            result.held.add(story_id)
-            report.problems.append(_two_folders(story_id, [f.path for _, f in places]))
-            continue
+            # A folder moved to another stage while the walk went by lists in both places;
+            # the one still there was listed after the move. Two that stay are two folders.
+            listed = [f.path for _, f in places]
+            places = [p for p in places if files.stat(p[1].path) is not None]
+            if len(places) != 1:
+                result.held.add(story_id)
+                report.problems.append(
+                    _two_folders(story_id, [f.path for _, f in places])
+                    if places
+                    else _moved_away(story_id, listed)
+                )
+                continue
         epic, folder = places[0]
         item = _item(epic, folder, classifiers[epic.layout])
         result.items.append(item)
@@ -239,6 +248,18 @@ def _two_folders(story_id: str, paths: list[str]) -> Problem:
         "status decides the stage folder)",
         file=paths[0],
         story=story_id,
+    )
+
+
+def _moved_away(story_id: str, paths: list[str]) -> Problem:
+    return Problem(
+        code="VERSION_CONFLICT",
+        message=f"{story_id}: its folder moved while sync walked the workspace "
+        f"({', '.join(paths)}); sync left its files for the next sync",
+        hint="run storyflow sync again to take it where it is now",
+        file=paths[0],
+        story=story_id,
+        warning=True,
     )
 
 

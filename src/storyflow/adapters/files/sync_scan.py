@@ -73,6 +73,8 @@ def _files(folder: str, rel: str) -> tuple[list[ScannedFile], list[tuple[str, st
                 if entry.is_dir():
                     continue
                 stat = entry.stat()
+            except FileNotFoundError:
+                continue  # removed or moved since the listing: gone, as far as this scan goes
             except OSError as exc:
                 problems.append((prefix + name, exc.strerror or str(exc)))
                 continue
@@ -101,6 +103,8 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
     def story_folder(path: str, rel: str, name: str, stage: str | None) -> None:
         try:
             files, trouble = _files(path, rel)
+        except FileNotFoundError:
+            return  # moved (a projection took it to its stage folder) since the listing
         except OSError as exc:
             problems.append((rel, exc.strerror or str(exc)))
             return
