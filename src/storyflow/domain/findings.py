@@ -106,7 +106,8 @@ CHECK_CODES: dict[str, CheckCode] = _table(
     (
         "CHECK_FIELD_DRIFT",
         "A metadata field of the story file differs from the database's.",
-        "storyflow story render ID restores the file; change metadata with storyflow story update",
+        "storyflow sync applies a hand edit (through storyflow story update); storyflow story "
+        "render ID restores the file instead",
     ),
     (
         "CHECK_AGENT_LOG_EDITED",
