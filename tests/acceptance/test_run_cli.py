@@ -367,10 +367,11 @@ def test_a_hand_edit_waiting_for_sync_survives_the_phases_runs(workspace: Worksp
     assert workspace.ctx().story(story).title == "Renamed by hand"
 
 
-def test_sync_leaves_a_story_in_a_workers_hands_to_the_next_sync(workspace: Workspace) -> None:
+def test_sync_and_check_leave_a_story_in_a_workers_hands(workspace: Workspace) -> None:
     """While a run holds a story -- here waiting to retry after its agent wrote an
     elaboration that does not validate -- sync leaves the story's files alone with a
-    warning instead of refusing the half-done output; the next sync takes the hand edit."""
+    warning instead of refusing the half-done output, and check lists it as in a run
+    instead of failing on it; afterwards the next sync takes the hand edit."""
     scenario(workspace, {"rules": [{"phase": "elaborate", "attempt": 1, "fail": "malformed"}]})
     retries = {"MALFORMED_OUTPUT": {"retries": 1, "backoff": 4}}
     configure(workspace, {"scenario": "scenario.yaml", "retries": retries, "backoff_max": 4})
@@ -393,6 +394,10 @@ def test_sync_leaves_a_story_in_a_workers_hands_to_the_next_sync(workspace: Work
     assert "next sync" in left["message"] and f"story show {story}" in left["hint"]
     assert ctx.story(story).title == "Story 1"
     assert ctx.store.latest_artifact(story, ArtifactKind.ELABORATION) is None
+    checked = workspace.run("check", "--json")
+    assert checked.code == 0, checked.stdout + checked.stderr
+    assert checked.json["findings"] == [] and checked.json["summary"]["in_run"] == [story]
+    assert f"note: a run holds {story}" in workspace.run("check").stdout
 
     code, outcome, err = finish(running)
     assert code == 0, err
@@ -401,3 +406,6 @@ def test_sync_leaves_a_story_in_a_workers_hands_to_the_next_sync(workspace: Work
     assert after.code == 0, after.stdout + after.stderr
     assert after.json["problems"] == []
     assert workspace.ctx().story(story).title == "Renamed by hand"
+    checked = workspace.run("check", "--json")
+    assert checked.code == 0, checked.stdout
+    assert checked.json["summary"]["in_run"] == []

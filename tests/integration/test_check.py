@@ -574,3 +574,31 @@ def test_with_an_empty_database_the_files_are_checked_on_their_own(
 def test_every_finding_code_is_declared_with_a_summary_and_a_hint() -> None:
     for code, declared in CHECK_CODES.items():
         assert code.startswith("CHECK_") and declared.summary and declared.hint
+
+
+def test_a_story_moved_between_the_database_read_and_the_file_read_is_not_reported(
+    plans: Plans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process moves FLOW-002 right after check read the database: its file is
+    ahead of what check read (status, a new Agent Log row). The second pass reads both
+    again and agrees, so nothing is reported; a hand edit stays reported, once."""
+    from storyflow.adapters.db.store import Store
+
+    real = Store.audit_rows
+    calls: list[int] = []
+
+    def read_then_move(self: Store) -> Any:
+        rows = real(self)
+        calls.append(1)
+        if len(calls) == 1:
+            transitions.move(plans.ws.ctx("worker"), "FLOW-002", "blocked", reason="API down")
+        return rows
+
+    monkeypatch.setattr(Store, "audit_rows", read_then_move)
+    report = plans.check()
+    assert len(calls) == 2 and report.findings == [], report.findings
+    assert plans.ctx.story("FLOW-002").status is Status.BLOCKED
+
+    edit(plans.path("FLOW-003"), "title: Later", "title: Later, renamed")
+    assert [f.code for f in plans.check().findings] == ["CHECK_FIELD_DRIFT"]
+    assert len(calls) == 4  # findings: checked twice

@@ -6,7 +6,9 @@ front matter and the append-only Agent Log against the database, tokens for ever
 completed story ran, dependency cycles, duplicate IDs, stale generated docs and broken links
 in the docs. Each finding has a stable code (``domain/checks.CHECK_CODES``), the file, the
 line where known, and a hint. PATHS narrows the check to what those files concern (the
-pre-commit hook passes the staged files).
+pre-commit hook passes the staged files). A check with findings reads the database and the
+files again and keeps what both passes found; a story a run holds is listed, not checked
+(``run_check``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CheckReport:
     database: str  # "checked", or "empty" (no epics: the files are checked on their own)
     paths: list[str] | None = None
     ignored: list[str] = field(default_factory=list)
+    in_run: list[str] = field(default_factory=list)  # stories a run holds: not counted
 
     @property
     def clean(self) -> bool:
@@ -85,6 +88,7 @@ class CheckReport:
                 "database": self.database,
                 "paths": self.paths,
                 "ignored": self.ignored,
+                "in_run": self.in_run,
             },
         }
 
@@ -98,6 +102,7 @@ class _Folders:
     files_read: int = 0
     graph: dict[str, list[str]] = field(default_factory=dict)  # depends_on in the files
     where: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    database: str = "checked"
 
 
 def run_check(
@@ -107,19 +112,26 @@ def run_check(
     ignored: Sequence[str] = (),
     docs_drift: DocsDrift | None = None,
 ) -> CheckReport:
-    """Check the workspace (or what ``paths``, relative to its root, concern)."""
+    """Check the workspace (or what ``paths``, relative to its root, concern).
+
+    The database and the files are read one after the other, so a run or another command
+    that changes a story in between (commit, then projection) can make them look apart. A
+    check with findings therefore checks the stories again, and reports only the findings
+    both passes saw; the findings of a story a run holds (its lease) are its work in
+    progress: listed in ``in_run``, not counted."""
     scope = Scope.of(paths) if paths is not None else None
-    with ctx.store.transaction(write=False):
-        audit = ctx.store.audit_rows()
-    found = discover(ctx.files, audit.epics)
-    groups: dict[str, list[StoryFolder]] = defaultdict(list)
-    for folder in found.folders:
-        groups[folder.id].append(folder)
-    folders = _check_folders(ctx, audit, groups, scope)
-    epics = {e.prefix: e for e in audit.epics}
-    findings = found.findings + folders.findings
-    findings += _missing_folders(audit, groups, epics, scope)
-    findings += _graph_findings(audit, folders.graph, folders.where, set(groups))
+    result = _stories_pass(ctx, scope)
+    if result.findings:
+        first = {_key(f) for f in result.findings}
+        result = _stories_pass(ctx, scope)
+        result.findings = [f for f in result.findings if _key(f) in first]
+    in_run: list[str] = []
+    if result.findings:
+        with ctx.store.transaction(write=False):
+            leased = ctx.store.leased_story_ids(ctx.now())
+        in_run = sorted({f.story for f in result.findings if f.story in leased})
+        result.findings = [f for f in result.findings if f.story not in leased]
+    findings = result.findings
     if docs_drift is not None and (scope is None or _under(scope, REFERENCE_DIR)):
         findings += [
             Finding(code="CHECK_DOCS_STALE", file=path, message=f"{path}: {reason}")
@@ -134,12 +146,35 @@ def run_check(
     findings.sort(key=Finding.sort_key)
     return CheckReport(
         findings=findings,
-        stories=folders.checked,
-        files=folders.files_read + len(docs),
-        database="checked" if audit.epics else "empty",
+        stories=result.checked,
+        files=result.files_read + len(docs),
+        database=result.database,
         paths=list(paths) if paths is not None else None,
         ignored=list(ignored),
+        in_run=in_run,
     )
+
+
+def _key(finding: Finding) -> tuple[str, str | None, int | None, str | None, str]:
+    return (finding.code, finding.file, finding.line, finding.story, finding.message)
+
+
+def _stories_pass(ctx: Context, scope: Scope | None) -> _Folders:
+    """The database read in bulk, the folders walked and checked against it, the stories
+    without a folder and the dependency graphs."""
+    with ctx.store.transaction(write=False):
+        audit = ctx.store.audit_rows()
+    found = discover(ctx.files, audit.epics)
+    groups: dict[str, list[StoryFolder]] = defaultdict(list)
+    for folder in found.folders:
+        groups[folder.id].append(folder)
+    folders = _check_folders(ctx, audit, groups, scope)
+    epics = {e.prefix: e for e in audit.epics}
+    folders.findings = found.findings + folders.findings
+    folders.findings += _missing_folders(audit, groups, epics, scope)
+    folders.findings += _graph_findings(audit, folders.graph, folders.where, set(groups))
+    folders.database = "checked" if audit.epics else "empty"
+    return folders
 
 
 def _check_folders(

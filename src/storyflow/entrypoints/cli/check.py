@@ -84,6 +84,11 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
         summary = f"{_count(report.stories, 'story folder')}, {_count(report.files, 'file')}"
         if report.database == "empty":
             summary += "; the database is empty, so the files were checked on their own"
+        if report.in_run:
+            echo(
+                f"note: a run holds {', '.join(report.in_run)}: its files are work in "
+                "progress, not counted (check again when the run has finished)"
+            )
         verdict = "clean" if report.clean else f"{len(report.findings)} finding(s)"
         echo(f"storyflow check: {verdict} ({summary})")
     if not report.clean:
