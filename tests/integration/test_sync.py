@@ -765,3 +765,33 @@ def test_a_folder_moved_while_the_walk_goes_by_is_not_two_folders(
     report = run_sync(with_clock(synced, clock))
     assert report.problems == [], report.problems
     assert synced.ctx().story("FLOW-001").status is S.IN_ELABORATION
+
+
+def test_a_story_another_writer_changes_during_sync_is_left_for_the_next_sync(
+    synced: Workspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a second sync (or any command) can write a story while this sync
+    applies a hand edit to it: this sync's compare-and-set loses. The story is left with a
+    warning, not an exit 5, and the next sync applies the edit."""
+    from storyflow.adapters.db.store import Store
+
+    real = Store.cas_update_story
+
+    def another_writer_first(self: Store, story: Any, expected: int, *args: Any) -> None:
+        monkeypatch.setattr(Store, "cas_update_story", real)  # once
+        self.conn.execute(
+            "UPDATE workflow_stories SET version = version + 1 WHERE id = :id", {"id": story.id}
+        )
+        real(self, story, expected, *args)
+
+    _edit(_story_path(synced, "FLOW-001"), "title: First", "title: First, renamed")
+    monkeypatch.setattr(Store, "cas_update_story", another_writer_first)
+    clock.tick()
+    report = run_sync(with_clock(synced, clock))
+    assert report.errors == [] and report.exit_status() == 0, report.problems
+    (left,) = report.problems
+    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    assert synced.ctx().story("FLOW-001").title == "First"
+    again = run_sync(with_clock(synced, clock))
+    assert again.errors == [] and again.problems == [], again.problems
+    assert synced.ctx().story("FLOW-001").title == "First, renamed"

@@ -8,8 +8,8 @@
 2. In one transaction: stories the database does not have are rebuilt from their folders
    in bulk (``rebuild.py``); the others are reconciled file by file (``sync_apply.py``);
    stories whose files are missing or behind are re-rendered; the records are updated.
-   A story a run holds (its lease) is left for the next sync, as is one whose files another
-   process moved while the sync read them (``Session.leave``: a warning).
+   A story a run holds (its lease) is left for the next sync, as is one another process
+   changed while the sync worked on it (``Session.leave``: a warning).
 3. After the commit the deferred file writes happen (projections, epic files), then their
    new hashes are recorded. ``--dry-run`` rolls the transaction back and writes nothing.
 """

@@ -131,10 +131,11 @@ class Session:
         return self._hashes[key]
 
     def problem(self, exc: StoryflowError, path: str | None, story_id: str) -> None:
-        if exc.code == "FILE_NOT_FOUND":
-            # The survey listed it moments ago: another process (a worker's projection
-            # moving the folder, say) changed the story meanwhile. The next sync sees it.
-            self.leave(story_id, path, "VERSION_CONFLICT")
+        if exc.code in _CONCURRENT:
+            # Another process changed the story while this sync worked on it: a worker's
+            # projection moved a file the survey listed moments ago, another writer won the
+            # compare-and-set (PostgreSQL), or a run leased the story. The next sync sees it.
+            self.leave(story_id, path, _CONCURRENT[exc.code])
             return
         self.report.problems.append(Problem.from_error(exc, file=path, story=story_id))
 
@@ -419,6 +420,14 @@ class Session:
             )
         )
         self.render(item.epic, story.id, item.folder.path, "the folder is in the wrong stage")
+
+
+# Errors that mean another process changed the story meanwhile -> the warning's code.
+_CONCURRENT = {
+    "FILE_NOT_FOUND": "VERSION_CONFLICT",
+    "VERSION_CONFLICT": "VERSION_CONFLICT",
+    "STORY_LOCKED": "STORY_LOCKED",
+}
 
 
 def _log_edited(path: str, story_id: str, what: list[str], restored: bool = False) -> Problem:
