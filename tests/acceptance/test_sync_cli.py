@@ -208,8 +208,9 @@ def test_a_hand_edit_waiting_for_sync_survives_the_engines_changes(
         "Renamed by hand",
         "P0",
     )
-    ok(workspace.run("story", "update", story, "--phase", "3"))
+    updated = ok(workspace.run("story", "update", story, "--phase", "3"))
     assert (_key(path, "phase"), _key(path, "title")) == (3, "Renamed by hand")
+    assert "warning" not in updated.stderr  # the edits it leaves alone are not its business
     # the dependency splits: the rewiring writes depends_on, and only that
     flow.drive_to(other, Status.NEEDS_SPLIT)
     ok(workspace.run("story", "split", other, "--into", "core", "--into", "edges"))
@@ -228,3 +229,31 @@ def test_a_hand_edit_waiting_for_sync_survives_the_engines_changes(
     assert (shown["title"], shown["priority"], shown["phase"]) == ("Renamed by hand", "P0", 3)
     assert sorted(shown["depends_on"]) == sorted(children)
     assert ok(workspace.run("check")).code == 0
+
+
+def test_an_update_of_a_field_edited_by_hand_says_it_replaced_the_edit(
+    workspace: Workspace,
+) -> None:
+    """The command's value wins over an unsynced hand edit of the same field, with a
+    warning naming what the file said; the file's other pending edit stays."""
+    flow = Flow(workspace)
+    flow.epic("FLOW")
+    story = flow.story("FLOW")
+    path = _path(workspace, story)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace("title: A story", "title: Renamed by hand", 1).replace(
+            "priority: P2", "priority: P0", 1
+        ),
+        encoding="utf-8",
+    )
+    updated = ok(workspace.run("story", "update", story, "--title", "Named by command"))
+    assert (
+        f"warning: {story}: the story file had title 'Renamed by hand', not yet synced; "
+        "the update replaced it with 'Named by command'"
+    ) in updated.stderr
+    assert (_key(path, "title"), _key(path, "priority")) == ("Named by command", "P0")
+    report = _report(workspace.run("sync", "--json"), 0)
+    assert [c.get("fields") for c in report["changes"]] == [{"priority": "P0"}]
+    shown = ok(workspace.run("story", "show", story, "--json")).json
+    assert (shown["title"], shown["priority"]) == ("Named by command", "P0")

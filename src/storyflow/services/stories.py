@@ -18,7 +18,7 @@ from storyflow.domain.model import (
     parse_story_id,
 )
 from storyflow.domain.statuses import Status
-from storyflow.errors import InvalidInput, RuleViolation
+from storyflow.errors import InvalidInput, RuleViolation, StoryflowError
 from storyflow.services.context import Context
 from storyflow.services.epics import _title
 from storyflow.services.projection import (
@@ -241,6 +241,7 @@ def update_story(
             )
         check_story_file(ctx, epic, story)
         updated = replace(story, **changes, version=story.version + 1, updated_at=now)
+        _warn_replaced_edits(ctx, epic, story, updated, changes)
         ctx.store.cas_update_story(updated, story.version)
         if "depends_on" in changes or "requires" in changes:
             ctx.store.set_links(story.id, updated.depends_on, updated.requires)
@@ -257,6 +258,29 @@ def update_story(
         ctx.store.append_log(story.id, [row])
     render_after_commit(ctx, epic, updated.id, written=changes)
     return updated
+
+
+def _warn_replaced_edits(
+    ctx: Context, epic: Epic, story: Story, updated: Story, changes: dict[str, Any]
+) -> None:
+    """The command's values win over the story file's. Say so when the file held another
+    value for a field the command sets, one the database does not have either: a hand edit
+    that storyflow sync has not applied yet is replaced."""
+    from storyflow.services.sync_fields import editable_fields, story_fields
+
+    try:
+        path, text, parsed = ctx.files.read_story(epic, story)
+        in_file = editable_fields(parsed.meta, text, ctx.files.rel(path))
+    except StoryflowError:
+        return  # no file, or one sync could not read: nothing pending to lose
+    before, after = story_fields(story), story_fields(updated)
+    for key in sorted(changes):
+        value = in_file.get(key, before[key])
+        if value != before[key] and value != after[key]:
+            ctx.warn(
+                f"{story.id}: the story file had {key} {value!r}, not yet synced; the "
+                f"update replaced it with {after[key]!r}"
+            )
 
 
 def split_story(ctx: Context, story_id: str, titles: list[str]) -> tuple[Story, list[Story]]:
