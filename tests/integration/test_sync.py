@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -795,3 +796,68 @@ def test_a_story_another_writer_changes_during_sync_is_left_for_the_next_sync(
     again = run_sync(with_clock(synced, clock))
     assert again.errors == [] and again.problems == [], again.problems
     assert synced.ctx().story("FLOW-001").title == "First, renamed"
+
+
+def test_a_folder_gone_from_every_place_the_walk_listed_is_left_for_the_next_sync(
+    synced: Workspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed in two stage folders, and gone from both by the time sync looks (moved on
+    again): a warning, not DUPLICATE_ID; the next sync finds it where it ended up."""
+    from storyflow.adapters.files.sync_io import SyncFiles
+
+    folder = _story_path(synced, "FLOW-001").parent  # backlog/
+    listed_too = folder.parent.parent / "elaboration" / "FLOW-001"
+    shutil.copytree(folder, listed_too)
+    parked = synced.root / "parked"
+    real_scan = SyncFiles.scan_epic
+
+    def scan_then_move(self: SyncFiles, *args: Any, **kwargs: Any) -> Any:
+        found = real_scan(self, *args, **kwargs)
+        shutil.rmtree(listed_too)
+        folder.rename(parked)  # neither place holds it while sync looks
+        return found
+
+    monkeypatch.setattr(SyncFiles, "scan_epic", scan_then_move)
+    clock.tick()
+    report = run_sync(with_clock(synced, clock))
+    assert report.errors == [], report.problems
+    (left,) = report.problems
+    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    assert "moved while sync walked" in left.message
+    monkeypatch.setattr(SyncFiles, "scan_epic", real_scan)
+    parked.rename(folder)
+    again = run_sync(with_clock(synced, clock))
+    assert again.problems == [], again.problems
+
+
+def test_a_leased_story_without_a_folder_is_not_written_by_sync(
+    synced: Workspace, clock: Clock
+) -> None:
+    """The folder of a story a run holds is the run's to write: sync does not re-render a
+    missing one under it, and does once the lease is gone."""
+    ctx = with_clock(synced, clock)
+    folder = _story_path(synced, "FLOW-001").parent
+    shutil.rmtree(folder)
+    runs = ctx.store.run_store()
+    with ctx.store.transaction():
+        assert (
+            runs.acquire(
+                "FLOW-001",
+                owner="worker-1",
+                phase="elaborate",
+                now=clock.now,
+                expires=clock.now + timedelta(minutes=5),
+            )
+            is not None
+        )
+    report = run_sync(with_clock(synced, clock))
+    assert report.errors == [], report.problems
+    assert [(p.code, p.story, p.warning) for p in report.problems] == [
+        ("STORY_LOCKED", "FLOW-001", True)
+    ]
+    assert not folder.exists()
+    with ctx.store.transaction():
+        runs.release("FLOW-001", owner="worker-1")
+    report = run_sync(with_clock(synced, clock))
+    assert report.errors == [] and report.problems == [], report.problems
+    assert (folder / "story.yaml").is_file()

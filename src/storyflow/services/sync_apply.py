@@ -140,29 +140,12 @@ class Session:
         self.report.problems.append(Problem.from_error(exc, file=path, story=story_id))
 
     def leave(self, story_id: str, path: str | None, code: str) -> None:
-        """A story in another process's hands (STORY_LOCKED: a worker's agent writes in its
-        folder; VERSION_CONFLICT: its files moved while this sync read them): this sync
-        leaves its files alone, with a warning (one per story), and the next one takes them."""
+        """Leave the story to the next sync (``Problem.left``), with one warning per story."""
         if story_id in self.left:
             return
         self.left.add(story_id)
-        locked = code == "STORY_LOCKED"
-        why = "a run holds it" if locked else "its files changed while sync read them"
-        hint = "run storyflow sync again " + (
-            f"when the run has finished (storyflow story show {story_id} shows the lease)"
-            if locked
-            else "to take it where it is now"
-        )
-        self.report.problems.append(
-            Problem(
-                code=code,
-                message=f"{story_id}: {why}; sync left its files for the next sync",
-                hint=hint,
-                file=path,
-                story=story_id,
-                warning=True,
-            )
-        )
+        why = "a run holds it" if code == "STORY_LOCKED" else "it changed while sync worked on it"
+        self.report.problems.append(Problem.left(story_id, path, code, why))
 
     # ---- one story ------------------------------------------------------------------------
 

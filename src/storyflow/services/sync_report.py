@@ -42,6 +42,25 @@ class Problem:
             story=story,
         )
 
+    @classmethod
+    def left(cls, story: str, file: str | None, code: str, why: str) -> Problem:
+        """A story another process has in hand (``STORY_LOCKED``: a run holds it;
+        ``VERSION_CONFLICT``: it changed while the sync worked on it): the sync leaves its
+        files to the next one. A warning, not an error."""
+        wait = (
+            f"when the run has finished (storyflow story show {story} shows the lease)"
+            if code == "STORY_LOCKED"
+            else "to take it as it is now"
+        )
+        return cls(
+            code=code,
+            message=f"{story}: {why}; sync left its files for the next sync",
+            hint=f"run storyflow sync again {wait}",
+            file=file,
+            story=story,
+            warning=True,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "code": self.code,

@@ -171,7 +171,12 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
                 report.problems.append(
                     _two_folders(story_id, [f.path for _, f in places])
                     if places
-                    else _moved_away(story_id, listed)
+                    else Problem.left(
+                        story_id,
+                        listed[0],
+                        "VERSION_CONFLICT",
+                        f"its folder moved while sync walked the workspace ({', '.join(listed)})",
+                    )
                 )
                 continue
         epic, folder = places[0]
@@ -248,18 +253,6 @@ def _two_folders(story_id: str, paths: list[str]) -> Problem:
         "status decides the stage folder)",
         file=paths[0],
         story=story_id,
-    )
-
-
-def _moved_away(story_id: str, paths: list[str]) -> Problem:
-    return Problem(
-        code="VERSION_CONFLICT",
-        message=f"{story_id}: its folder moved while sync walked the workspace "
-        f"({', '.join(paths)}); sync left its files for the next sync",
-        hint="run storyflow sync again to take it where it is now",
-        file=paths[0],
-        story=story_id,
-        warning=True,
     )
 
 
