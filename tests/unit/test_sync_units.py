@@ -5,6 +5,7 @@ paths a rebuild relies on (same data, same refusals as PyYAML's safe constructor
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -299,3 +300,51 @@ def test_the_no_op_digests_see_what_the_full_scan_sees(tmp_path: Path) -> None:
     # two folders for one story: the full survey must decide
     (root / "backlog/FLOW-002").mkdir()
     assert sync_scan.digest_epic(base, "plans", staged=True, prefixes=["FLOW"]) is None
+
+
+class _Listed:
+    """What os.scandir returns, for entries listed before the test changed the folder."""
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self.entries = entries
+
+    def __enter__(self) -> list[os.DirEntry[str]]:
+        return self.entries
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[os.DirEntry[str]]:
+        return iter(self.entries)
+
+
+def test_the_walk_skips_what_disappears_between_the_listing_and_the_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's projection moves a story folder after the walk listed its stage folder,
+    and a file goes after its folder was listed: both are simply not there, not
+    WORKSPACE_UNREADABLE problems."""
+    from storyflow.adapters.files import sync_scan
+
+    root = tmp_path / "plans"
+    for rel in ("backlog/FLOW-001/story.yaml", "backlog/FLOW-001/elaboration.yaml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x", encoding="utf-8")
+    (root / "backlog/FLOW-002").mkdir()
+    (root / "backlog/FLOW-002/story.yaml").write_text("y", encoding="utf-8")
+    real = os.scandir
+
+    def scandir(path: str) -> _Listed:
+        listed = _Listed(list(real(path)))
+        if path.endswith("/backlog"):
+            (root / "backlog/FLOW-002").rename(tmp_path / "moved-away")
+        elif path.endswith("/FLOW-001"):
+            (root / "backlog/FLOW-001/elaboration.yaml").unlink()
+        return listed
+
+    monkeypatch.setattr(sync_scan.os, "scandir", scandir)
+    scan = sync_scan.scan_epic(str(tmp_path), "plans", staged=True, prefixes=["FLOW"])
+    assert scan.problems == ()
+    assert [(f.story_id, [s.name for s in f.files]) for f in scan.folders] == [
+        ("FLOW-001", ["story.yaml"])
+    ]
