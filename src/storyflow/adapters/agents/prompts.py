@@ -34,7 +34,7 @@ def render_prompt(request: AgentRequest, prompts_dir: Path) -> str:
         "iteration": str(request.iteration),
         "attempt": str(request.attempt),
         "model": request.model or "",
-        "reviewer": request.reviewer or "",
+        "reviewer": request.reviewer or "code",  # the phase's only reviewer
         "workspace": str(request.workspace),
         "story_dir": str(request.story_dir),
         "story_file": str(request.story_file),
@@ -42,7 +42,7 @@ def render_prompt(request: AgentRequest, prompts_dir: Path) -> str:
         "findings": "\n".join(f"- {f}" for f in findings) or "(none recorded)",
         "resume": (
             "An earlier attempt of this iteration did not finish: continue from what is in "
-            "the story folder and the working tree.\n"
+            "the story folder and the working tree. "
             if request.resume
             else ""
         ),
