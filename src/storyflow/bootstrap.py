@@ -18,6 +18,7 @@ from storyflow.adapters.files.story_files import StoryFiles
 from storyflow.config import CONFIG_FILE, STATE_DIR, Config
 from storyflow.domain.layouts import LayoutName
 from storyflow.errors import InvalidInput, UsageError
+from storyflow.run_settings import API_AGENT_TYPES
 from storyflow.services.context import Context
 from storyflow.services.ports import PlanFilesPort
 
@@ -95,7 +96,9 @@ def git_repository(start: Path) -> GitRepository:
 
 
 def agents(config: Config) -> Callable[[str], AgentPort]:
-    """The agents of ``runs.agents`` by name (scripted, command), built once each."""
+    """The agents of ``runs.agents`` by name (scripted, command, anthropic, openai), built
+    once each; an API agent whose SDK is missing is refused here, before any run starts."""
+    from storyflow.adapters.agents.api import ApiAgent
     from storyflow.adapters.agents.command import CommandAgent
     from storyflow.adapters.agents.scenario import load_scenario
     from storyflow.adapters.agents.scripted import ScriptedAgent
@@ -107,6 +110,13 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
         if spec.type == "scripted":
             path = config.root / settings.scenario if settings.scenario else None
             built[name] = ScriptedAgent(load_scenario(path, max_bytes=config.max_file_bytes))
+        elif spec.type in API_AGENT_TYPES:
+            built[name] = ApiAgent(
+                spec,
+                state_dir=config.state_dir,
+                prompts_dir=config.root / settings.prompts,
+                model_ids=model_ids,
+            )
         else:
             built[name] = CommandAgent(
                 spec,
@@ -114,6 +124,10 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
                 prompts_dir=config.root / settings.prompts,
                 model_ids=model_ids,
             )
+    for name in {settings.default_agent, *settings.phase_agents.values()}:
+        agent = built[name]
+        if isinstance(agent, ApiAgent):  # the agents a run uses have their keys
+            agent.check_key()
     return built.__getitem__
 
 

@@ -175,7 +175,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("PROJECTION_EDITED", 3, "A part of a story file that storyflow renders was edited by hand."),
     ("WRONG_STAGE_FOLDER", 3, "A story folder is not in the stage folder its status calls for."),
     # runs and agents (DESIGN §4: the agent error contract)
-    ("AGENT_SPAWN_FAILED", 2, "The agent's command could not be started."),
+    ("AGENT_SPAWN_FAILED", 2, "The agent could not start: its command, or its API key or request."),
     ("AGENT_TIMEOUT", 1, "The agent did not finish within its timeout; it was stopped."),
     ("MALFORMED_OUTPUT", 7, "The agent's output or artifacts do not parse or validate."),
     ("PRECONDITION_FAILED", 3, "The phase cannot run: the story does not meet its preconditions."),

@@ -12,6 +12,11 @@ are errors that name the key. Scalars also read ``STORYFLOW_RUNS_*`` variables.
           command: [claude, -p, --output-format, json, --model, "{model}"]
           timeout: 1800                # seconds; the agent's process group is killed after
           prompt: stdin                # stdin | file ({prompt_file} only)
+        sonnet:
+          type: anthropic              # or openai: any OpenAI-compatible Chat Completions API
+          base_url: https://api.anthropic.com   # optional: a proxy or a compatible server
+          api_key_env: ANTHROPIC_API_KEY        # the variable that holds the key
+          max_tokens: 16000            # the reply's cap (anthropic needs one)
       scenario: scenario.yaml          # the scripted agent's scenario (default: built in)
       prompts: prompts                 # <phase>.md here overrides the shipped templates
       lease_seconds: 60
@@ -25,13 +30,15 @@ are errors that name the key. Scalars also read ``STORYFLOW_RUNS_*`` variables.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from storyflow.errors import InvalidInput
 
-AGENT_TYPES = ("scripted", "command")
+AGENT_TYPES = ("scripted", "command", "anthropic", "openai")
+API_AGENT_TYPES = ("anthropic", "openai")  # a model behind an LLM API, through its SDK
 PROMPT_MODES = ("stdin", "file")
 PLACEHOLDERS = ("story", "phase", "model", "story_dir", "prompt_file", "reviewer", "run_id")
 FAILURE_CODES = (
@@ -52,6 +59,10 @@ class AgentSpec:
     timeout: float | None = None  # None: RunSettings.agent_timeout
     prompt: str = "stdin"
     env: Mapping[str, str] = field(default_factory=dict)
+    # API agents (anthropic, openai): where, with which key, how long a reply may be
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +164,26 @@ def _positive_count(value: Any) -> int:
     return number
 
 
+def _max_tokens(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number of tokens")
+    number = int(value)
+    if not 1 <= number <= 1_000_000:
+        raise ValueError("must be between 1 and 1000000 tokens")
+    return number
+
+
+_BASE_KEYS = frozenset({"type", "timeout"})
+_AGENT_KEYS: dict[str, frozenset[str]] = {
+    "scripted": _BASE_KEYS | {"command", "prompt", "env"},
+    "command": _BASE_KEYS | {"command", "prompt", "env"},
+    "anthropic": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens"},
+    "openai": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens"},
+}
+_API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
@@ -209,12 +240,17 @@ class _Parser:
     def agent(self, name: str, raw: Any) -> AgentSpec:
         key = f"runs.agents.{name}"
         spec = self.mapping(key, raw)
-        unknown = set(spec) - {"type", "command", "timeout", "prompt", "env"}
-        if unknown:
-            raise _bad(f"{key}.{sorted(unknown)[0]}", "unknown key", self.source)
         kind = spec.get("type", "command" if "command" in spec else None)
         if kind not in AGENT_TYPES:
             raise _bad(f"{key}.type", f"must be one of {', '.join(AGENT_TYPES)}", self.source)
+        unknown = set(spec) - _AGENT_KEYS[kind]
+        if unknown:
+            where = f"{key}.{sorted(unknown)[0]}"
+            raise _bad(where, f"unknown key for an agent of type {kind}", self.source)
+        timeout = spec.get("timeout")
+        timeout_s = None if timeout is None else self.value(f"{key}.timeout", _seconds, timeout)
+        if kind in API_AGENT_TYPES:
+            return self._api_agent(key, name, kind, spec, timeout_s)
         command: tuple[str, ...] = ()
         if kind == "command":
             raw_command = spec.get("command")
@@ -226,14 +262,36 @@ class _Parser:
         if prompt not in PROMPT_MODES:
             raise _bad(f"{key}.prompt", f"must be one of {', '.join(PROMPT_MODES)}", self.source)
         env = self.mapping(f"{key}.env", spec.get("env"))
-        timeout = spec.get("timeout")
         return AgentSpec(
             name=name,
             type=kind,
             command=command,
-            timeout=None if timeout is None else self.value(f"{key}.timeout", _seconds, timeout),
+            timeout=timeout_s,
             prompt=prompt,
             env={str(k): str(v) for k, v in env.items()},
+        )
+
+    def _api_agent(
+        self, key: str, name: str, kind: str, spec: Mapping[str, Any], timeout: float | None
+    ) -> AgentSpec:
+        base_url = spec.get("base_url")
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise _bad(f"{key}.base_url", "must be an http:// or https:// URL", self.source)
+        key_env = spec.get("api_key_env", _API_KEY_ENV[kind])
+        if not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env):
+            raise _bad(f"{key}.api_key_env", "must be an environment variable name", self.source)
+        max_tokens = spec.get("max_tokens")
+        return AgentSpec(
+            name=name,
+            type=kind,
+            timeout=timeout,
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_key_env=key_env,
+            max_tokens=None
+            if max_tokens is None
+            else self.value(f"{key}.max_tokens", _max_tokens, max_tokens),
         )
 
     def retries(self, raw: Any) -> dict[str, RetryPolicy]:

@@ -1,6 +1,7 @@
 """The agent port: what the run engine asks of an agent and what it gets back.
 
-One protocol for every agent (``scripted``, ``command``, later SDK adapters). An agent works
+One protocol for every agent (``scripted``, ``command``, and the SDK adapters ``anthropic``
+and ``openai``). An agent works
 in the story folder, writes the artifacts the phase produces, and reports its token usage.
 It fails by raising ``AgentFailure`` with a code of the error contract (DESIGN §4):
 AGENT_SPAWN_FAILED, AGENT_TIMEOUT, MALFORMED_OUTPUT, PRECONDITION_FAILED,
@@ -72,6 +73,7 @@ class AgentRequest:
     timeout: float
     reviewer: str | None = None  # parallel review: the one reviewer this request is for
     resume: bool = False  # an earlier attempt of this iteration did not finish
+    writes_story: bool = False  # the phase's output is the story file itself (generate, refine)
     context: Mapping[str, Any] = field(default_factory=dict)  # story facts for the prompt
 
 

@@ -51,6 +51,7 @@ def _request(ctx: Context, env: RunEnv, s: Started, monitor_timeout: float) -> A
         artifact_files=files,
         timeout=monitor_timeout,
         resume=s.resume,
+        writes_story=ArtifactKind.STORY in phase.produces,
         context={
             "number": story.number,
             "split_from": story.split_from,
