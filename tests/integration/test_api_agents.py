@@ -350,6 +350,48 @@ def test_a_reply_that_outlasts_the_timeout_is_closed(
     assert time.monotonic() - began < 2.5
     assert (outcome.status, outcome.error_code) == ("blocked", "AGENT_TIMEOUT")
     assert "no complete reply within 1 s" in (outcome.message or "")
+    # what had arrived is kept beside the prompt, for whoever looks into the failure
+    kept = workspace.root / ".storyflow" / "runs" / str(outcome.run_id) / "reply.md"
+    assert kept.read_text(encoding="utf-8").startswith("````file: elaboration.yaml")
+
+
+def test_a_phase_without_a_model_says_how_to_assign_one(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, fake_api: tuple[str, State]
+) -> None:
+    url, _ = fake_api
+    api_workspace(workspace, monkeypatch, "anthropic", url, phases=("elaborate",))
+    path = workspace.root / "storyflow.yaml"
+    text = path.read_text(encoding="utf-8").replace("assignments:\n  default: fake-model\n", "")
+    path.write_text(text, encoding="utf-8")
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.status, outcome.error_code) == ("blocked", "AGENT_SPAWN_FAILED")
+    assert "no model assigned to the elaborate phase" in (outcome.message or "")
+    assert requests_of(url) == []
+
+
+def test_an_api_agent_without_its_sdk_is_refused_with_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from storyflow.adapters.agents.api import require_sdk
+    from storyflow.errors import UsageError
+    from storyflow.run_settings import AgentSpec
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openai" else real(name, *a)
+    )
+    require_sdk(AgentSpec(name="claude", type="anthropic"))  # installed: fine
+    with pytest.raises(UsageError) as refused:
+        require_sdk(AgentSpec(name="local", type="openai"))
+    assert refused.value.code == "EXTRA_MISSING" and refused.value.exit_status == 2
+    assert refused.value.hint == "pip install 'storyflow[openai]'"
+    assert "runs.agents.local" in refused.value.message
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -124,8 +124,7 @@ class ApiAgent:
         suffix = f"-{request.reviewer}" if request.reviewer else ""
         prompt = build_prompt(request, render_prompt(request, self.prompts_dir))
         (folder / f"prompt{suffix}.md").write_text(prompt, encoding="utf-8")
-        reply = self._stream(client, model, prompt, request, monitor)
-        (folder / f"reply{suffix}.md").write_text(reply.text, encoding="utf-8")
+        reply = self._stream(client, model, prompt, request, monitor, folder / f"reply{suffix}.md")
         usage = reply.usage
         if request.reviewer is not None:
             review = review_of(Parsed(usage=usage, result=reply.text))
@@ -205,11 +204,33 @@ class ApiAgent:
             return self._client
 
     def _stream(
-        self, client: Any, model: str, prompt: str, request: AgentRequest, monitor: Monitor
+        self,
+        client: Any,
+        model: str,
+        prompt: str,
+        request: AgentRequest,
+        monitor: Monitor,
+        kept: Path,
     ) -> _Reply:
         """Stream the reply in a thread; tick the monitor here until it is done, and close
-        the stream when the timeout passes or the monitor says stop."""
+        the stream when the timeout passes or the monitor says stop. The reply, whole or as
+        far as it came, is kept in ``kept``."""
         reply = _Reply()
+        try:
+            self._receive(reply, client, model, prompt, request, monitor)
+            return reply
+        finally:
+            kept.write_text(reply.text, encoding="utf-8")
+
+    def _receive(
+        self,
+        reply: _Reply,
+        client: Any,
+        model: str,
+        prompt: str,
+        request: AgentRequest,
+        monitor: Monitor,
+    ) -> None:
         cancel = threading.Event()
         opened: list[Any] = []  # the SDK's stream, once open, so that it can be closed
         events = _anthropic_events if self.spec.type == "anthropic" else _openai_events
@@ -250,15 +271,15 @@ class ApiAgent:
                         usage=reply.usage,
                     )
                 monitor.tick()
-        except AgentFailure as stop:
+        except BaseException as stop:  # a stop, a timeout, an interrupt: close the stream
             cancel.set()
             _close(opened)
-            stop.usage = stop.usage if stop.usage.total else reply.usage
+            if isinstance(stop, AgentFailure) and not stop.usage.total:
+                stop.usage = reply.usage
             raise
         if reply.error is not None:
             raise _failure(self.spec, reply.error, reply.usage) from reply.error
         monitor.usage(reply.usage)
-        return reply
 
 
 # ---- the prompt and the reply ---------------------------------------------------------------
