@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from storyflow.config import DEFAULT_MODELS
 from storyflow.domain.artifacts import KIND_ALIASES, VERDICT_FIELD, VERDICTS, ArtifactKind
+from storyflow.domain.assignments import DIMENSIONS, phase_roles
 from storyflow.domain.budgets import (
     DEFAULT_BUDGETS,
     PHASE_ALIASES,
@@ -213,6 +214,21 @@ def budgets_page() -> str:
         + "\n\n## Model catalogue\n\nUSD per million tokens; `storyflow.yaml` (`models:`) "
         "overrides and extends it.\n\n"
         + table(["model", "provider", "input", "output", "cache read", "cache write"], models)
+        + "\n## Model assignments\n\n"
+        "Which catalogue model runs a phase: `assignments:` in `storyflow.yaml` (or "
+        "`models.yaml`), with a level for the workspace, one per epic (`epics: {PREFIX: ...}`) "
+        "and one per story (`stories: {ID: ...}`). The most specific wins: "
+        + " over ".join(f"the {level}'s" for level in ("story", "epic", "workspace"))
+        + " level, and within a level "
+        + " over ".join(code(d) for d in (*DIMENSIONS, "default"))
+        + ". With no assignment the agent uses its own default model (an API agent has "
+        "none: its run fails with `AGENT_SPAWN_FAILED`). "
+        "`storyflow models show` prints the effective table, `storyflow models check` every "
+        "problem.\n\n"
+        + table(
+            ["phase", "role (assign with roles:)"],
+            [[code(phase), code(role)] for phase, role in phase_roles().items()],
+        )
     )
 
 
