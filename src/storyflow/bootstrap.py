@@ -18,7 +18,6 @@ from storyflow.adapters.files.story_files import StoryFiles
 from storyflow.config import CONFIG_FILE, STATE_DIR, Config
 from storyflow.domain.layouts import LayoutName
 from storyflow.errors import InvalidInput, UsageError
-from storyflow.run_settings import API_AGENT_TYPES
 from storyflow.services.context import Context
 from storyflow.services.ports import PlanFilesPort
 
@@ -102,6 +101,7 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
     from storyflow.adapters.agents.command import CommandAgent
     from storyflow.adapters.agents.scenario import load_scenario
     from storyflow.adapters.agents.scripted import ScriptedAgent
+    from storyflow.run_settings import API_AGENT_TYPES  # not on the read commands' path
 
     settings = config.runs
     built: dict[str, AgentPort] = {}
