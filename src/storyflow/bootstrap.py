@@ -124,11 +124,32 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
                 prompts_dir=config.root / settings.prompts,
                 model_ids=model_ids,
             )
-    for name in {settings.default_agent, *settings.phase_agents.values()}:
-        agent = built[name]
-        if isinstance(agent, ApiAgent):  # the agents a run uses have their keys
-            agent.check_key()
+    _check_api_agents(config, built)
     return built.__getitem__
+
+
+def _check_api_agents(config: Config, built: Mapping[str, AgentPort]) -> None:
+    """Refuse a run before it claims a story when an API agent it uses has no key, or no
+    model for a phase it runs (unless epic or story assignments may name one)."""
+    from storyflow.adapters.agents.api import ApiAgent
+    from storyflow.domain.assignments import phase_roles
+    from storyflow.services.models import resolve_model
+
+    scoped = bool(config.assignments.epics or config.assignments.stories)
+    for phase, role in phase_roles().items():
+        name = config.runs.agent_for(phase).name
+        agent = built[name]
+        if phase == "split" or not isinstance(agent, ApiAgent):  # split runs no agent
+            continue
+        agent.check_key()
+        if not scoped and resolve_model(config, None, None, phase, role, name) is None:
+            raise UsageError(
+                f"agent {name} runs the {phase} phase, but no model is assigned to it",
+                code="AGENT_SPAWN_FAILED",
+                hint=f"set assignments.default (or assignments.phases.{phase}) in "
+                "storyflow.yaml to a model of the catalogue (storyflow models show)",
+                details={"agent": name, "phase": phase},
+            )
 
 
 def sync_files(config: Config) -> SyncFilesPort:

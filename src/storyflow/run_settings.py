@@ -16,7 +16,7 @@ are errors that name the key. Scalars also read ``STORYFLOW_RUNS_*`` variables.
           type: anthropic              # or openai: any OpenAI-compatible Chat Completions API
           base_url: https://api.anthropic.com   # optional: a proxy or a compatible server
           api_key_env: ANTHROPIC_API_KEY        # the variable that holds the key
-          max_tokens: 16000            # the reply's cap (anthropic needs one)
+          max_tokens: 16000            # the reply's cap (anthropic: 16000 unless set)
       scenario: scenario.yaml          # the scripted agent's scenario (default: built in)
       prompts: prompts                 # <phase>.md here overrides the shipped templates
       lease_seconds: 60

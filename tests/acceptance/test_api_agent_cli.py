@@ -66,6 +66,25 @@ def test_a_missing_key_is_refused_before_any_story_is_claimed(
     assert requests_of(url) == []
 
 
+def test_a_phase_without_a_model_is_refused_before_any_story_is_claimed(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, fake_api: tuple[str, Any]
+) -> None:
+    url, _ = fake_api
+    api_workspace(workspace, monkeypatch, "openai", url, phases=("plan",))
+    path = workspace.root / "storyflow.yaml"
+    text = path.read_text(encoding="utf-8").replace("assignments:\n  default: fake-model\n", "")
+    path.write_text(text + "assignments:\n  phases: {implement: fake-model}\n", encoding="utf-8")
+    (story,) = epic_with(workspace.ctx(), 1)
+    result = workspace.run("run", "--epic", "FLOW", "--json")
+    assert result.code == 2, result
+    error = result.json["error"]
+    assert error["code"] == "AGENT_SPAWN_FAILED"
+    assert error["message"] == "agent llm runs the plan phase, but no model is assigned to it"
+    assert "assignments.phases.plan" in error["hint"]
+    assert workspace.run("story", "show", story, "--json").json["status"] == "pending"
+    assert requests_of(url) == []
+
+
 @pytest.mark.parametrize(
     ("agent", "key"),
     [

@@ -361,7 +361,9 @@ def test_a_phase_without_a_model_says_how_to_assign_one(
     url, _ = fake_api
     api_workspace(workspace, monkeypatch, "anthropic", url, phases=("elaborate",))
     path = workspace.root / "storyflow.yaml"
-    text = path.read_text(encoding="utf-8").replace("assignments:\n  default: fake-model\n", "")
+    # a model for another epic only: whether FLOW's stories have one is known per story
+    other = "assignments:\n  epics:\n    OTHER: {default: fake-model}\n"
+    text = path.read_text(encoding="utf-8").replace("assignments:\n  default: fake-model\n", other)
     path.write_text(text, encoding="utf-8")
     ctx = workspace.ctx()
     (story,) = epic_with(ctx, 1)
