@@ -508,6 +508,8 @@ limits:
 #   default_agent: scripted   # or an agent below, e.g. a coding agent in headless mode
 #   agents:
 #     claude: {{type: command, command: [claude, -p, --output-format, json, --model, '{{model}}']}}
+#     sonnet: {{type: anthropic}}  # the Messages API, key in $ANTHROPIC_API_KEY (or type: openai,
+#                                #   base_url: ..., for any OpenAI-compatible API)
 #   lease_seconds: 60
 #   circuit_breaker: 3        # consecutive failed runs that block a story
 #   review_loop_cap: 3
