@@ -12,7 +12,8 @@ and replies with those files (JSON is YAML) and a summary. ``POST /_mode`` with
 (path, model, max_tokens, key, prompt). Modes: ok, noblock (a reply without the files),
 truncated (cut at max_tokens), status:NNN (that HTTP status with an error body), slow (the
 usage, then ``delay`` seconds of silence, then the reply), drip (the reply in pieces ``delay``
-seconds apart), reviewfail (reviewers say FAIL).
+seconds apart), reviewfail (reviewers say FAIL), flaky (every third request gets a 529),
+securitydown (the security reviewer gets a 529).
 """
 
 from __future__ import annotations
@@ -140,6 +141,12 @@ class Handler(BaseHTTPRequestHandler):
                 }
             )
         mode = self.state.mode
+        with self.state.lock:
+            count = len(self.state.requests)
+        if mode == "flaky":  # every third request fails with a 529, the rest succeed
+            mode = "status:529" if count % 3 == 0 else "ok"
+        if mode == "securitydown":  # the security reviewer's service is down
+            mode = "status:529" if "You are the security reviewer" in prompt else "ok"
         if mode.startswith("status:"):
             status = int(mode.split(":", 1)[1])
             error = {"type": "api_error", "message": f"fake failure {status}"}

@@ -181,6 +181,42 @@ def test_parallel_reviewers_through_an_api_agent(
     assert "a bug" in json.dumps(review.content)
 
 
+def test_a_reviewer_whose_service_is_down_fails_the_run_not_the_review(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, fake_api: tuple[str, State]
+) -> None:
+    """A 529 says nothing about the change: the review phase fails with the contract's
+    EXTERNAL_SERVICE_DOWN (retried as configured), no code review is recorded and the story
+    is not sent to a fix; once the service is back the review runs and passes."""
+    url, state = fake_api
+    api_workspace(
+        workspace,
+        monkeypatch,
+        "anthropic",
+        url,
+        phases=("review",),
+        reviewers={"names": ["lint", "security"]},
+        retries=NO_RETRIES,
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    for _ in range(4):  # generate .. implement, scripted
+        run_story(ctx, run_env, story)
+    state.mode = "securitydown"
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.phase, outcome.status) == ("review", "blocked")
+    assert outcome.error_code == "EXTERNAL_SERVICE_DOWN"
+    assert "reviewer security:" in (outcome.message or "") and "529" in (outcome.message or "")
+    assert ctx.store.latest_artifact(story, ArtifactKind.CODE_REVIEW) is None
+    spent = [e for e in ctx.store.ledger(story) if e.run_id == outcome.run_id]
+    assert [e.input_tokens for e in spent] == [USAGE["input"]]  # lint's reply was paid for
+    assert workspace.cli("story", "unblock", story).code == 0
+    state.mode = "ok"
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.phase, outcome.status, outcome.verdict) == ("review", "succeeded", "PASS")
+    assert ctx.story(story).status is Status.READY_FOR_QA
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize(
     ("mode", "code", "words", "attempts"),

@@ -5,6 +5,10 @@ aggregation policy that turns their results into one code review (``runs.reviewe
   a failing optional reviewer's findings are kept, as medium.
 - A timeout counts as a failure, except the first ``allow_timeouts`` timeouts of optional
   reviewers, which are kept as info findings.
+- Any other failure of a reviewer (its service down, no verdict in its output, an agent that
+  cannot start) says nothing about the change: it fails the phase run with its contract
+  code, retried as the contract says, instead of becoming a FAIL verdict that would send the
+  story to a fix with nothing to fix.
 - Coverage comes from the proof (else the best a reviewer reported); below the epic's
   threshold the review fails whatever the reviewers said.
 - Iterations after the first re-run only the reviewers that did not pass last time, plus
@@ -103,6 +107,11 @@ def run_reviewers(
                     coverage=result.coverage,
                     duration_ms=elapsed,
                 )
+    errored = [outcomes[n] for n in names if outcomes[n].status == "ERROR"]
+    if stopper is None and errored:
+        first = errored[0]
+        stopper = AgentFailure(first.error_code or "EXTERNAL_SERVICE_DOWN", "")
+        stopper.message = f"reviewer {first.name}: {first.message}"
     if stopper is not None:
         total = Usage()
         for outcome in outcomes.values():
