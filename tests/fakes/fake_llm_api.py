@@ -13,7 +13,8 @@ and replies with those files (JSON is YAML) and a summary. ``POST /_mode`` with
 truncated (cut at max_tokens), status:NNN (that HTTP status with an error body), slow (the
 usage, then ``delay`` seconds of silence, then the reply), drip (the reply in pieces ``delay``
 seconds apart), reviewfail (reviewers say FAIL), flaky (every third request gets a 529),
-securitydown (the security reviewer gets a 529).
+securitydown (the security reviewer gets a 529), onefail (the first request after
+the switch gets a 529).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class State:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.delay = 0.0
+        self.fail_next = 1  # onefail: requests still to fail
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
@@ -119,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_mode":
             self.state.mode = body.get("mode", "ok")
             self.state.delay = float(body.get("delay", 0))
+            self.state.fail_next = 1
             self._json(200, {"mode": self.state.mode})
             return
         anthropic = self.path.endswith("/messages")
@@ -145,6 +148,10 @@ class Handler(BaseHTTPRequestHandler):
             count = len(self.state.requests)
         if mode == "flaky":  # every third request fails with a 529, the rest succeed
             mode = "status:529" if count % 3 == 0 else "ok"
+        if mode == "onefail":  # the first request after the switch fails, the rest succeed
+            with self.state.lock:
+                first, self.state.fail_next = self.state.fail_next, 0
+            mode = "status:529" if first else "ok"
         if mode == "securitydown":  # the security reviewer's service is down
             mode = "status:529" if "You are the security reviewer" in prompt else "ok"
         if mode.startswith("status:"):

@@ -459,3 +459,37 @@ def test_max_tokens_caps_the_reply(
     assert "the reply was cut at max_tokens 3000" in (outcome.message or "")
     (sent,) = requests_of(url)
     assert sent["max_tokens"] == 3000  # max_completion_tokens for an OpenAI-compatible API
+
+
+def test_unblocking_a_story_starts_the_circuit_breakers_count_again(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, fake_api: tuple[str, State]
+) -> None:
+    """The breaker blocked the story after three failures in a row; a person unblocks it
+    once the service is back. One more blip must be retried as the policy says, not
+    counted as the fourth failure in a row and blocked at once."""
+    url, state = fake_api
+    retries = {"EXTERNAL_SERVICE_DOWN": {"retries": 9, "backoff": 0.01}}
+    api_workspace(
+        workspace,
+        monkeypatch,
+        "openai",
+        url,
+        phases=("elaborate",),
+        retries=retries,
+        circuit_breaker=3,
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)
+    state.mode = "status:529"
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.status, outcome.error_code) == ("blocked", "EXTERNAL_SERVICE_DOWN")
+    reason = ctx.story(story).blocked_reason or ""
+    assert reason.startswith("circuit breaker: 3 consecutive failed runs")
+    assert workspace.cli("story", "unblock", story).code == 0
+    state.mode, state.fail_next = "onefail", 1
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.phase, outcome.status, outcome.verdict) == ("elaborate", "succeeded", "PASS")
+    statuses = [r["status"] for r in runs_of(ctx, story) if r["phase"] == "elaborate"]
+    assert statuses == ["failed"] * 4 + ["succeeded"]

@@ -137,8 +137,12 @@ UPDATE runs SET status = 'abandoned', error_code = :error_code, error_message = 
     finished_at = :now
 WHERE story_id = :story_id AND status = 'running' AND id <> :keep
 """
+# The circuit breaker's count starts again when a person (or sync) moves the story out of
+# blocked: the failures before that unblock were what the person looked at.
 Q_LAST_RUNS = """
 SELECT status FROM runs WHERE story_id = :story_id AND status <> 'running'
+AND started_at > COALESCE((SELECT MAX(t.created_at) FROM workflow_transitions t
+    WHERE t.story_id = :story_id AND t.from_status = 'blocked'), '')
 ORDER BY finished_at DESC, started_at DESC LIMIT :limit
 """
 Q_ARTIFACT_VERSIONS = """
