@@ -17,6 +17,7 @@ are errors that name the key. Scalars also read ``STORYFLOW_RUNS_*`` variables.
           base_url: https://api.anthropic.com   # optional: a proxy or a compatible server
           api_key_env: ANTHROPIC_API_KEY        # the variable that holds the key
           max_tokens: 16000            # the reply's cap (anthropic: 16000 unless set)
+          max_retries: 2               # the SDK's retries of a 429/5xx/lost connection
       scenario: scenario.yaml          # the scripted agent's scenario (default: built in)
       prompts: prompts                 # <phase>.md here overrides the shipped templates
       lease_seconds: 60
@@ -63,6 +64,7 @@ class AgentSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     max_tokens: int | None = None
+    max_retries: int = 2  # the SDK's own retries of a 429, 5xx or lost connection, in a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,8 +179,8 @@ _BASE_KEYS = frozenset({"type", "timeout"})
 _AGENT_KEYS: dict[str, frozenset[str]] = {
     "scripted": _BASE_KEYS | {"command", "prompt", "env"},
     "command": _BASE_KEYS | {"command", "prompt", "env"},
-    "anthropic": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens"},
-    "openai": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens"},
+    "anthropic": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens", "max_retries"},
+    "openai": _BASE_KEYS | {"base_url", "api_key_env", "max_tokens", "max_retries"},
 }
 _API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -292,6 +294,7 @@ class _Parser:
             max_tokens=None
             if max_tokens is None
             else self.value(f"{key}.max_tokens", _max_tokens, max_tokens),
+            max_retries=self.value(f"{key}.max_retries", _count, spec.get("max_retries", 2)),
         )
 
     def retries(self, raw: Any) -> dict[str, RetryPolicy]:

@@ -92,9 +92,10 @@ def test_a_phase_without_a_model_is_refused_before_any_story_is_claimed(
         ({"type": "anthropic", "base_url": "ftp://example.com"}, "runs.agents.llm.base_url"),
         ({"type": "anthropic", "api_key_env": "not a name"}, "runs.agents.llm.api_key_env"),
         ({"type": "openai", "max_tokens": 0}, "runs.agents.llm.max_tokens"),
+        ({"type": "anthropic", "max_retries": -1}, "runs.agents.llm.max_retries"),
         ({"type": "gemini"}, "runs.agents.llm.type"),
     ],
-    ids=["command", "base_url", "api_key_env", "max_tokens", "type"],
+    ids=["command", "base_url", "api_key_env", "max_tokens", "max_retries", "type"],
 )
 def test_a_bad_api_agent_entry_is_named(
     workspace: Workspace, agent: dict[str, Any], key: str

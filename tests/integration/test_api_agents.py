@@ -64,13 +64,20 @@ def api_workspace(
     phases: tuple[str, ...] = (),
     timeout: float = 20,
     max_tokens: int | None = None,
+    sdk_retries: int = 0,
     **runs: Any,
 ) -> None:
     """An agent ``llm`` of type ``provider`` at ``url``: the agent of every phase, or of
     ``phases`` only (the scripted agent does the rest)."""
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-123")
     base = url if provider == "anthropic" else url + "/v1"
-    agent = {"type": provider, "base_url": base, "api_key_env": "FAKE_LLM_KEY", "timeout": timeout}
+    agent = {
+        "type": provider,
+        "base_url": base,
+        "api_key_env": "FAKE_LLM_KEY",
+        "timeout": timeout,
+        "max_retries": sdk_retries,  # 0: every request the tests count is one attempt
+    }
     if max_tokens is not None:
         agent["max_tokens"] = max_tokens
     settings: dict[str, Any] = {"agents": {"llm": agent}, "reviewers": {"names": []}, **runs}
@@ -493,3 +500,25 @@ def test_unblocking_a_story_starts_the_circuit_breakers_count_again(
     assert (outcome.phase, outcome.status, outcome.verdict) == ("elaborate", "succeeded", "PASS")
     statuses = [r["status"] for r in runs_of(ctx, story) if r["phase"] == "elaborate"]
     assert statuses == ["failed"] * 4 + ["succeeded"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_sdk_retries_a_blip_within_the_run(
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_api: tuple[str, State],
+    provider: str,
+) -> None:
+    """With max_retries (2 by default) a 529 is retried by the SDK inside the run: one run,
+    succeeded, two requests; no failed run for the breaker to count."""
+    url, state = fake_api
+    api_workspace(workspace, monkeypatch, provider, url, phases=("elaborate",), sdk_retries=2)
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)
+    state.mode, state.fail_next = "onefail", 1
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.phase, outcome.status, outcome.verdict) == ("elaborate", "succeeded", "PASS")
+    assert [r["status"] for r in runs_of(ctx, story) if r["phase"] == "elaborate"] == ["succeeded"]
+    assert len(requests_of(url)) == 2

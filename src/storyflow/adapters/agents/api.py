@@ -190,7 +190,10 @@ class ApiAgent:
                     f"agent {self.name}: no API key in ${variable} "
                     f"(set it, or name another variable in runs.agents.{self.name}.api_key_env)",
                 )
-            options: dict[str, Any] = {"api_key": key, "max_retries": 0}
+            # The SDK retries a 429, a 5xx or a lost connection itself (with backoff, and
+            # retry-after when the API sends one) before the run fails with
+            # EXTERNAL_SERVICE_DOWN and the run's own retry policy takes over.
+            options: dict[str, Any] = {"api_key": key, "max_retries": self.spec.max_retries}
             if self.spec.base_url:
                 options["base_url"] = self.spec.base_url
             if self.spec.type == "anthropic":
