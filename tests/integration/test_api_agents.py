@@ -367,6 +367,15 @@ def test_a_reply_writes_only_the_files_the_phase_expects(tmp_path: Path) -> None
     assert write_files(request, "no blocks at all") == ["elaboration.yaml"]
 
 
+def test_a_block_as_models_like_to_write_it_is_unwrapped(tmp_path: Path) -> None:
+    """A quoted name, and the content fenced once more inside the block."""
+    request = _request(tmp_path)
+    reply = "````file: `elaboration.yaml`\n```yaml\nverdict: PASS\n```\n````\nDone.\n"
+    assert write_files(request, reply) == []
+    text = (request.story_dir / "elaboration.yaml").read_text(encoding="utf-8")
+    assert text == "verdict: PASS\n"
+
+
 def test_a_story_phase_gets_the_story_file_back(tmp_path: Path) -> None:
     request = _request(tmp_path, writes_story=True)
     assert write_files(request, "````file: elaboration.yaml\nx: 1\n````\n") == ["story.yaml"]

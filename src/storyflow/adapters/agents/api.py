@@ -56,9 +56,13 @@ SYSTEM = (
 
 # ````file: NAME ... ```` (three or more backticks or tildes; the closing fence matches)
 _BLOCK = re.compile(
-    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?:[\w.+-]+[ \t]+)?file:[ \t]*(?P<name>[^\n`]+?)[ \t]*\n"
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?:[\w.+-]+[ \t]+)?file:[ \t]*(?P<name>[^\n]+?)[ \t]*\n"
     r"(?P<body>.*?)^(?P=fence)[ \t]*$",
     re.M | re.S,
+)
+# a body that is itself one fenced block (```yaml ... ```), as models like to write it
+_WRAPPED = re.compile(
+    r"\A[ \t]*(`{3,}|~{3,})[\w.+-]*[ \t]*\n(?P<inner>.*?)\n?[ \t]*\1[ \t]*\n?\Z", re.S
 )
 
 
@@ -368,7 +372,9 @@ def write_files(request: AgentRequest, text: str) -> list[str]:
     for match in _BLOCK.finditer(text):
         name = match.group("name").strip().strip("`'\"")
         if name in files:
-            found[name] = match.group("body")
+            body = match.group("body")
+            wrapped = _WRAPPED.match(body)
+            found[name] = wrapped.group("inner") if wrapped else body
     for name, body in found.items():
         write_plain(files[name], body if body.endswith("\n") else body + "\n")
     return [name for name in files if name not in found]
