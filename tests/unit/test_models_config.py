@@ -345,6 +345,24 @@ def test_show_lists_the_catalogue_and_the_effective_table(tmp_path: Path) -> Non
     assert len(narrowed) == len(PhaseName) and {r["scope"] for r in narrowed} == {"FLOW-007"}
 
 
+def test_the_effective_table_resolves_for_the_agent_that_runs_each_phase(
+    tmp_path: Path,
+) -> None:
+    """assignments.agents applies to the phases runs: gives that agent; the table said
+    'default' for them when it resolved without the agent."""
+    layered = {**LAYERED, "runs": {**CLAUDE_AGENT, "phase_agents": {"implement": "claude"}}}
+    rows = show(_load(tmp_path, layered))["effective"]
+    workspace = {r["phase"]: r for r in rows if r["scope"] == "workspace"}
+    implement, plan = workspace["implement"], workspace["plan"]
+    assert (implement["agent"], implement["agent_type"]) == ("claude", "command")
+    assert implement["model"] == "claude-haiku-3-5"
+    assert implement["decided_by"] == "assignments.agents.claude"
+    assert (plan["agent"], plan["model"]) == ("scripted", "claude-sonnet-4")
+    loaded = _load(tmp_path, layered)
+    ran = resolve_model(loaded, None, None, "implement", "developer", "claude")
+    assert ran == implement["model"]  # what a run of the phase gets
+
+
 def test_check_passes_a_clean_config_and_refuses_with_findings(tmp_path: Path) -> None:
     assert check(_load(tmp_path, LAYERED, strict=False))["ok"] is True
     bad = _load(tmp_path, {"assignments": {"roles": {"tester": "gpt-9"}}}, strict=False)

@@ -112,15 +112,17 @@ def _scopes(
 def effective(
     config: Config, *, epic: str | None = None, story: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row per scope and phase: the model it resolves to and the key that decided.
-    Override scopes list only the phases whose model differs from the workspace's."""
+    """One row per scope and phase: the agent that runs it (``runs``), the model it
+    resolves to for that agent, and the key that decided. Override scopes list only the
+    phases whose model differs from the workspace's."""
     roles = rules.phase_roles()
     rows: list[dict[str, Any]] = []
     baseline: dict[str, str | None] = {}
     for label, scope_epic, scope_story in _scopes(config, epic, story):
         for phase, role in roles.items():
+            agent = config.runs.agent_for(phase)
             resolution = config.assignments.resolve(
-                epic=scope_epic, story=scope_story, phase=phase, role=role
+                epic=scope_epic, story=scope_story, phase=phase, role=role, agent=agent.name
             )
             if label == "workspace":
                 baseline[phase] = resolution.model
@@ -131,6 +133,8 @@ def effective(
                     "scope": label,
                     "phase": phase,
                     "role": role,
+                    "agent": agent.name,
+                    "agent_type": agent.type,
                     "model": resolution.model,
                     "provider_model": (
                         provider_model_id(config, resolution.model) if resolution.model else None

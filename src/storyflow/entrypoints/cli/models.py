@@ -42,8 +42,9 @@ def _price(value: float) -> str:
 @option("--story", help="Show the assignments in effect for this story.")
 @json_option
 def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
-    """The catalogue and the effective assignment table (per phase: model, and the key that
-    decided it). Precedence: story > epic > workspace; phases > roles > agents > default."""
+    """The catalogue and the effective assignment table (per phase: the agent that runs it,
+    its model, and the key that decided it). Precedence: story > epic > workspace; phases >
+    roles > agents > default."""
     from storyflow.domain.model import parse_prefix, parse_story_id
     from storyflow.services.models import show
 
@@ -74,12 +75,13 @@ def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
     )
     echo()
     table(
-        ["scope", "phase", "role", "model", "decided by"],
+        ["scope", "phase", "role", "agent", "model", "decided by"],
         [
             [
                 r["scope"],
                 r["phase"],
                 r["role"] or "-",
+                f"{r['agent']} ({r['agent_type']})",
                 r["model"] or "(agent default)",
                 r["decided_by"] or "-",
             ]
