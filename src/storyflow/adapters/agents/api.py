@@ -14,10 +14,12 @@ story folder, so the adapter does both for it:
 
 The request streams. The engine's monitor keeps the lease alive while it does, sees the
 usage as it arrives (a hard budget stops the reply) and a timeout or a shutdown closes the
-stream. Errors follow the agent contract: no key, no SDK, a refused request (401, 403, 400,
-404) are AGENT_SPAWN_FAILED; a lost connection, 429 and 5xx are EXTERNAL_SERVICE_DOWN
-(retried with backoff); a reply without the files, or cut at ``max_tokens``, is
-MALFORMED_OUTPUT. The prompt and the reply are kept in ``.storyflow/runs/<run id>/``.
+stream. Errors follow the agent contract: no key or a refused request (400, 401, 403, 404,
+422) is AGENT_SPAWN_FAILED; a lost connection, 429 or 5xx that outlasts the SDK's own
+``max_retries`` is EXTERNAL_SERVICE_DOWN (retried by the run's policy); a reply without the
+files, or cut at ``max_tokens``, is MALFORMED_OUTPUT. A missing SDK is refused when the
+agents are built (EXTRA_MISSING). The prompt and the reply are kept in
+``.storyflow/runs/<run id>/``.
 """
 
 from __future__ import annotations
