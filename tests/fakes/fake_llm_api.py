@@ -12,9 +12,9 @@ and replies with those files (JSON is YAML) and a summary. ``POST /_mode`` with
 (path, model, max_tokens, key, prompt). Modes: ok, noblock (a reply without the files),
 truncated (cut at max_tokens), status:NNN (that HTTP status with an error body), slow (the
 usage, then ``delay`` seconds of silence, then the reply), drip (the reply in pieces ``delay``
-seconds apart), reviewfail (reviewers say FAIL), flaky (every third request gets a 529),
-securitydown (the security reviewer gets a 529), onefail (the first request after
-the switch gets a 529).
+seconds apart), reviewfail (reviewers say FAIL), securityfail (the security reviewer says
+FAIL), flaky (every third request gets a 529), securitydown (the security reviewer gets a
+529), onefail (the first request after the switch gets a 529).
 """
 
 from __future__ import annotations
@@ -73,7 +73,10 @@ def reply_text(prompt: str, mode: str) -> str:
     found = _PHASE.search(prompt)
     phase, story = (found.group(1), found.group(2)) if found else ("", "")
     if "reviewer: reply with the JSON object" in prompt:
-        verdict = "FAIL" if mode == "reviewfail" else "PASS"
+        security = "You are the security reviewer" in prompt
+        verdict = (
+            "FAIL" if mode == "reviewfail" or (mode == "securityfail" and security) else "PASS"
+        )
         findings = [{"severity": "high", "message": "a bug"}] if verdict == "FAIL" else []
         return json.dumps({"verdict": verdict, "findings": findings, "coverage": 80})
     if mode == "noblock":

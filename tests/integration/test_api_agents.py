@@ -222,6 +222,11 @@ def test_a_reviewer_whose_service_is_down_fails_the_run_not_the_review(
     outcome = run_story(ctx, run_env, story)
     assert (outcome.phase, outcome.status, outcome.verdict) == ("review", "succeeded", "PASS")
     assert ctx.story(story).status is Status.READY_FOR_QA
+    # the retry asked only the reviewer that was down; lint's PASS carried over
+    prompts = [r["prompt"] for r in requests_of(url)]
+    assert len(prompts) == 3 and "You are the security reviewer" in prompts[-1]
+    review = ctx.store.latest_artifact(story, ArtifactKind.CODE_REVIEW)
+    assert review is not None and review.content["summary"] == "lint PASS, security PASS"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -531,3 +536,41 @@ def test_the_sdk_retries_a_blip_within_the_run(
     assert (outcome.phase, outcome.status, outcome.verdict) == ("elaborate", "succeeded", "PASS")
     assert [r["status"] for r in runs_of(ctx, story) if r["phase"] == "elaborate"] == ["succeeded"]
     assert len(requests_of(url)) == 2
+
+
+def test_a_pass_carried_from_an_earlier_review_survives_a_failed_retry(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, fake_api: tuple[str, State]
+) -> None:
+    """Iteration 1: lint passes, security fails. Iteration 2 asks security only (lint's
+    PASS carries), and security is down: the failed run keeps lint's carried PASS, so the
+    retry asks security only again."""
+    url, state = fake_api
+    api_workspace(
+        workspace,
+        monkeypatch,
+        "openai",
+        url,
+        phases=("review",),
+        reviewers={"names": ["lint", "security"]},
+        retries=NO_RETRIES,
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    for _ in range(4):  # generate .. implement, scripted
+        run_story(ctx, run_env, story)
+    state.mode = "securityfail"
+    assert run_story(ctx, run_env, story).verdict == "FAIL"
+    run_story(ctx, run_env, story)  # fix, scripted
+    state.mode = "securitydown"
+    failed = run_story(ctx, run_env, story)
+    assert (failed.status, failed.error_code) == ("blocked", "EXTERNAL_SERVICE_DOWN")
+    assert workspace.cli("story", "unblock", story).code == 0
+    state.mode = "ok"
+    outcome = run_story(ctx, run_env, story)
+    assert (outcome.phase, outcome.verdict) == ("review", "PASS")
+    asked = [
+        "lint" if "You are the lint reviewer" in r["prompt"] else "security"
+        for r in requests_of(url)
+    ]
+    assert asked.count("lint") == 1 and asked[2:] == ["security", "security"]

@@ -88,13 +88,22 @@ class AgentResult:
 
 
 class AgentFailure(Exception):
-    """An agent's failure, with the contract's code and whatever usage it had run up."""
+    """An agent's failure, with the contract's code and whatever usage it had run up; a
+    failed review phase also says how each parallel reviewer ended (PASSes carry over)."""
 
-    def __init__(self, code: str, message: str, *, usage: Usage | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        usage: Usage | None = None,
+        reviewers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.usage = usage or Usage()
+        self.reviewers = dict(reviewers) if reviewers else None
 
 
 class Monitor(Protocol):

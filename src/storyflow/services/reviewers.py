@@ -12,7 +12,8 @@ aggregation policy that turns their results into one code review (``runs.reviewe
 - Coverage comes from the proof (else the best a reviewer reported); below the epic's
   threshold the review fails whatever the reviewers said.
 - Iterations after the first re-run only the reviewers that did not pass last time, plus
-  ``rerun_always`` (typecheck and build); the others carry their PASS over.
+  ``rerun_always`` (typecheck and build); the others carry their PASS over. So does the
+  retry of a review run that failed: its reviewers' PASSes are in the failed run's outcome.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def run_reviewers(
         total = Usage()
         for outcome in outcomes.values():
             total = total + outcome.usage
-        raise AgentFailure(stopper.code, stopper.message, usage=total)
+        statuses = {n: outcomes[n].status for n in names if n in outcomes}
+        raise AgentFailure(stopper.code, stopper.message, usage=total, reviewers=statuses)
     return [outcomes[n] for n in names]
 
 

@@ -112,7 +112,13 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
     if phase.name is PhaseName.REVIEW and policy.names:
         previous = _previous_reviewers(ctx, s)
         names, carried = to_run(policy, previous)
-        outcomes = run_reviewers(agent, request, names, monitor, timeout=policy.timeout or timeout)
+        try:
+            outcomes = run_reviewers(
+                agent, request, names, monitor, timeout=policy.timeout or timeout
+            )
+        except AgentFailure as failure:  # what carried over still does, for the retry
+            failure.reviewers = {**carried, **(failure.reviewers or {})}
+            raise
         for outcome in outcomes:
             key = outcome.model or s.model
             work.usage[key] = work.usage.get(key, Usage()) + outcome.usage
@@ -139,8 +145,18 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
 
 
 def _previous_reviewers(ctx: Context, s: Started) -> dict[str, str] | None:
+    """How each reviewer ended in the latest review run that got that far: a succeeded
+    one, or a failed one whose reviewers ran (one of them down, say)."""
     rows = ctx.store.run_store().runs_of(s.story.id, PhaseName.REVIEW.value)
-    done = [r for r in rows if r["status"] == "succeeded" and r["id"] != s.run_id]
+    done = [
+        r
+        for r in rows
+        if r["id"] != s.run_id
+        and (
+            r["status"] == "succeeded"
+            or (r["status"] == "failed" and isinstance(r["outcome"].get("reviewers"), dict))
+        )
+    ]
     if not done:
         return None
     reviewers = done[-1]["outcome"].get("reviewers")

@@ -368,6 +368,7 @@ def fail(ctx: Context, env: RunEnv, s: Started, failure: AgentFailure) -> PhaseO
                 "tokens": {**usage.to_json(), "total": usage.total},
                 "retry_in": plan.retry_in,
                 "blocked": plan.block_reason,
+                **({"reviewers": failure.reviewers} if failure.reviewers else {}),
             },
             model=s.model,
             error_code=failure.code,
