@@ -37,7 +37,7 @@ from typing import Any
 
 from storyflow.adapters.agents.artifact_text import write_plain
 from storyflow.adapters.agents.output import Parsed, review_of
-from storyflow.adapters.agents.prompts import render_prompt
+from storyflow.adapters.agents.prompts import render_prompt, run_files
 from storyflow.domain.budgets import MAX_TOKENS
 from storyflow.errors import UsageError
 from storyflow.run_settings import AgentSpec
@@ -125,9 +125,7 @@ class ApiAgent:
                 "storyflow models show lists them)",
             )
         client = self._connect()
-        folder = self.state_dir / "runs" / request.run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        suffix = f"-{request.reviewer}" if request.reviewer else ""
+        folder, suffix = run_files(self.state_dir, request)
         prompt = build_prompt(request, render_prompt(request, self.prompts_dir))
         (folder / f"prompt{suffix}.md").write_text(prompt, encoding="utf-8")
         reply = self._stream(client, model, prompt, request, monitor, folder / f"reply{suffix}.md")
@@ -514,8 +512,6 @@ def _failure(spec: AgentSpec, exc: BaseException, usage: Usage) -> AgentFailure:
         return AgentFailure(
             "EXTERNAL_SERVICE_DOWN", f"cannot reach {where}: {message}", usage=usage
         )
-    if isinstance(exc, AgentFailure):
-        return exc
     return AgentFailure("EXTERNAL_SERVICE_DOWN", f"{where} failed: {name}: {message}", usage=usage)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from storyflow.adapters.agents.output import StreamUsage, parse_output, review_of
-from storyflow.adapters.agents.prompts import render_prompt
+from storyflow.adapters.agents.prompts import render_prompt, run_files
 from storyflow.run_settings import AgentSpec
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
@@ -74,9 +74,7 @@ class CommandAgent:
         return env
 
     def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
-        folder = self.state_dir / "runs" / request.run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        suffix = f"-{request.reviewer}" if request.reviewer else ""
+        folder, suffix = run_files(self.state_dir, request)
         prompt_file = folder / f"prompt{suffix}.md"
         prompt_file.write_text(render_prompt(request, self.prompts_dir), encoding="utf-8")
         out_path, err_path = folder / f"stdout{suffix}.txt", folder / f"stderr{suffix}.txt"

@@ -48,3 +48,11 @@ def render_prompt(request: AgentRequest, prompts_dir: Path) -> str:
         ),
     }
     return string.Template(template_text(request.phase, prompts_dir)).safe_substitute(values)
+
+
+def run_files(state_dir: Path, request: AgentRequest) -> tuple[Path, str]:
+    """Where an agent keeps a run's prompt and output (``.storyflow/runs/RUN_ID/``, made),
+    and the suffix of its file names (``-REVIEWER`` for one parallel reviewer)."""
+    folder = state_dir / "runs" / request.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, f"-{request.reviewer}" if request.reviewer else ""
