@@ -189,3 +189,16 @@ def workspace(tmp_path: Path, database_url: str | None) -> Iterator[Workspace]:
     ws = Workspace.create(tmp_path / "ws", database_url)
     yield ws
     ws.close()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[str, Any]]:
+    """The fake LLM API (tests/fakes/fake_llm_api.py) on a free port: its URL and state."""
+    from tests.fakes.fake_llm_api import serve
+
+    server, state = serve()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()

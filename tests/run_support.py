@@ -10,10 +10,15 @@ from typing import Any
 import yaml
 
 from storyflow.bootstrap import agents
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.phases import PHASES, PhaseName
+from storyflow.domain.statuses import Status
 from storyflow.services import epics
+from storyflow.services.agents import AgentRequest
 from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv
 from storyflow.services.runs import worker_name
+from storyflow.services.workers import run_story
 from tests.support import Workspace, new_story
 
 FAKES = Path(__file__).parent / "fakes"
@@ -76,4 +81,42 @@ def ledger_rows(ctx: Context, story_id: str) -> list[dict[str, Any]]:
         "SELECT phase, run_id, total_tokens, input_tokens, output_tokens FROM workflow_token_logs "
         "WHERE story_id = :s ORDER BY id",
         {"s": story_id},
+    )
+
+
+def drive(ctx: Context, run_env: RunEnv, story_id: str, runs: int = 8) -> Status:
+    """Run the story's phases until it completes (at most ``runs`` runs); its status."""
+    for _ in range(runs):
+        run_story(ctx, run_env, story_id)
+        if ctx.story(story_id).status is Status.COMPLETED:
+            break
+    return ctx.story(story_id).status
+
+
+def agent_request(root: Path, phase: str, reviewer: str | None = None) -> AgentRequest:
+    """What the run engine asks an agent for ``phase`` of FLOW-007, its folder made."""
+    folder = root / "plans" / "flow" / "in-progress" / "FLOW-007"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = PHASES[PhaseName(phase)]
+    kinds = [k for k in spec.produces if k is not ArtifactKind.STORY]
+    return AgentRequest(
+        run_id="run-1",
+        story_id="FLOW-007",
+        epic="FLOW",
+        title="Budget enforcement levels",
+        phase=phase,
+        role=spec.role.value,
+        iteration=2,
+        attempt=1,
+        model="claude-sonnet-4",
+        workspace=root,
+        story_dir=folder,
+        story_file=folder / "story.yaml",
+        produces=tuple(k.value for k in kinds),
+        artifact_files={k.value: folder / f"{k.value}.yaml" for k in kinds},
+        timeout=60,
+        reviewer=reviewer,
+        resume=True,
+        writes_story=ArtifactKind.STORY in spec.produces,
+        context={"findings": ["an unhandled error path"]},
     )

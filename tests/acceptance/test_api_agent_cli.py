@@ -4,26 +4,14 @@ talk to), a missing key refused before any story is touched, a bad agent entry n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.fakes.fake_llm_api import State, serve
 from tests.integration.test_api_agents import CATALOGUE, api_workspace, requests_of
 from tests.run_support import epic_with
 from tests.support import Workspace
-
-
-@pytest.fixture
-def fake_api() -> Iterator[tuple[str, State]]:
-    server, state = serve()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])

@@ -221,6 +221,7 @@ def test_models_show_and_check_through_the_executable(workspace: Workspace) -> N
     )
     shown = ok(ws.run("models", "show", "--json")).json
     review = next(r for r in shown["effective"] if r["phase"] == "review")
+    assert (review["agent"], review["agent_type"]) == ("scripted", "scripted")  # runs: default
     assert (review["model"], review["provider_model"], review["decided_by"]) == (
         "house",
         "acme-2",

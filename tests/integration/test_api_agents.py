@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,11 @@ from storyflow.adapters.agents.api import write_files
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.statuses import Status
-from storyflow.services.agents import AgentRequest
+from storyflow.services.context import Context
+from storyflow.services.run_context import RunEnv
 from storyflow.services.workers import run_story
 from tests.fakes.fake_llm_api import USAGE, State, serve
-from tests.run_support import configure, env, epic_with, runs_of
+from tests.run_support import agent_request, configure, drive, env, epic_with, runs_of
 from tests.support import Workspace
 
 PROVIDERS = ("anthropic", "openai")
@@ -39,20 +38,6 @@ CATALOGUE = {
 NO_RETRIES = {
     code: {"retries": 0} for code in ("AGENT_TIMEOUT", "MALFORMED_OUTPUT", "EXTERNAL_SERVICE_DOWN")
 }
-
-
-@pytest.fixture
-def fake_api() -> Iterator[tuple[str, State]]:
-    server, state = serve()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        _stop(server)
-
-
-def _stop(server: ThreadingHTTPServer) -> None:
-    server.shutdown()
-    server.server_close()
 
 
 def api_workspace(
@@ -88,6 +73,16 @@ def api_workspace(
     configure(workspace, settings, models=CATALOGUE, assignments={"default": "fake-model"})
 
 
+def one_story(workspace: Workspace, scripted: int = 1) -> tuple[Context, RunEnv, str]:
+    """A FLOW story, its context and run env, after ``scripted`` phase runs (generate ..)."""
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    for _ in range(scripted):
+        run_story(ctx, run_env, story)
+    return ctx, run_env, story
+
+
 def requests_of(url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{url}/_requests") as response:
         return list(json.loads(response.read()))
@@ -102,14 +97,8 @@ def test_an_api_agent_drives_a_story_to_completed(
 ) -> None:
     url, _ = fake_api
     api_workspace(workspace, monkeypatch, provider, url)
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    for _ in range(8):
-        run_story(ctx, run_env, story)
-        if ctx.story(story).status is Status.COMPLETED:
-            break
-    assert ctx.story(story).status is Status.COMPLETED
+    ctx, run_env, story = one_story(workspace, scripted=0)
+    assert drive(ctx, run_env, story) is Status.COMPLETED
     rows = runs_of(ctx, story)
     phases = ["generate", "elaborate", "plan", "implement", "review", "verify", "gate"]
     assert [r["phase"] for r in rows] == phases
@@ -170,11 +159,7 @@ def test_parallel_reviewers_through_an_api_agent(
         reviewers={"names": ["lint", "security"]},
         review_loop_cap=1,
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    for _ in range(4):  # generate .. implement, scripted
-        run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace, scripted=4)  # generate .. implement
     assert ctx.story(story).status is Status.READY_FOR_CODE_REVIEW
     state.mode = "reviewfail"
     outcome = run_story(ctx, run_env, story)
@@ -204,11 +189,7 @@ def test_a_reviewer_whose_service_is_down_fails_the_run_not_the_review(
         reviewers={"names": ["lint", "security"]},
         retries=NO_RETRIES,
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    for _ in range(4):  # generate .. implement, scripted
-        run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace, scripted=4)  # generate .. implement
     state.mode = "securitydown"
     outcome = run_story(ctx, run_env, story)
     assert (outcome.phase, outcome.status) == ("review", "blocked")
@@ -260,10 +241,7 @@ def test_every_failure_type_through_an_api_agent(
     api_workspace(
         workspace, monkeypatch, provider, url, phases=("elaborate",), timeout=1, retries=retries
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)  # generate, scripted
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     state.mode, state.delay = mode, 5.0
     began = time.monotonic()
     outcome = run_story(ctx, run_env, story)
@@ -283,14 +261,12 @@ def test_an_unreachable_api_is_a_service_down(
 ) -> None:
     server, _ = serve()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    _stop(server)  # nothing listens there any more
+    server.shutdown()
+    server.server_close()  # nothing listens there any more
     api_workspace(
         workspace, monkeypatch, "anthropic", url, phases=("elaborate",), retries=NO_RETRIES
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     outcome = run_story(ctx, run_env, story)
     assert (outcome.status, outcome.error_code) == ("blocked", "EXTERNAL_SERVICE_DOWN")
     assert "cannot reach" in (outcome.message or "")
@@ -330,31 +306,8 @@ def test_hard_gate_closes_a_streaming_reply(
     assert len(spent) == 1 and spent[0].input_tokens == USAGE["input"]
 
 
-def _request(tmp_path: Path, *, writes_story: bool = False) -> AgentRequest:
-    folder = tmp_path / "FLOW-001"
-    folder.mkdir(exist_ok=True)
-    return AgentRequest(
-        run_id="r1",
-        story_id="FLOW-001",
-        epic="FLOW",
-        title="t",
-        phase="generate" if writes_story else "elaborate",
-        role="analyst",
-        iteration=1,
-        attempt=1,
-        model="m",
-        workspace=tmp_path,
-        story_dir=folder,
-        story_file=folder / "story.yaml",
-        produces=() if writes_story else ("elaboration",),
-        artifact_files={} if writes_story else {"elaboration": folder / "elaboration.yaml"},
-        timeout=5,
-        writes_story=writes_story,
-    )
-
-
 def test_a_reply_writes_only_the_files_the_phase_expects(tmp_path: Path) -> None:
-    request = _request(tmp_path)
+    request = agent_request(tmp_path, "elaborate")
     reply = (
         "Here you go.\n\n"
         "````file: ../../../escape.yaml\nverdict: PASS\n````\n\n"
@@ -374,7 +327,7 @@ def test_a_reply_writes_only_the_files_the_phase_expects(tmp_path: Path) -> None
 
 def test_a_block_as_models_like_to_write_it_is_unwrapped(tmp_path: Path) -> None:
     """A quoted name, and the content fenced once more inside the block."""
-    request = _request(tmp_path)
+    request = agent_request(tmp_path, "elaborate")
     reply = "````file: `elaboration.yaml`\n```yaml\nverdict: PASS\n```\n````\nDone.\n"
     assert write_files(request, reply) == []
     text = (request.story_dir / "elaboration.yaml").read_text(encoding="utf-8")
@@ -382,10 +335,10 @@ def test_a_block_as_models_like_to_write_it_is_unwrapped(tmp_path: Path) -> None
 
 
 def test_a_story_phase_gets_the_story_file_back(tmp_path: Path) -> None:
-    request = _request(tmp_path, writes_story=True)
+    request = agent_request(tmp_path, "generate")
     assert write_files(request, "````file: elaboration.yaml\nx: 1\n````\n") == ["story.yaml"]
-    assert write_files(request, "````file: story.yaml\nid: FLOW-001\n````\n") == []
-    assert (request.story_dir / "story.yaml").read_text(encoding="utf-8") == "id: FLOW-001\n"
+    assert write_files(request, "````file: story.yaml\nid: FLOW-007\n````\n") == []
+    assert (request.story_dir / "story.yaml").read_text(encoding="utf-8") == "id: FLOW-007\n"
 
 
 def test_a_reply_that_outlasts_the_timeout_is_closed(
@@ -397,10 +350,7 @@ def test_a_reply_that_outlasts_the_timeout_is_closed(
     api_workspace(
         workspace, monkeypatch, "openai", url, phases=("elaborate",), timeout=1, retries=NO_RETRIES
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     state.mode, state.delay = "drip", 0.6  # ~5 pieces: ~3 s for the whole reply
     began = time.monotonic()
     outcome = run_story(ctx, run_env, story)
@@ -422,10 +372,7 @@ def test_a_phase_without_a_model_says_how_to_assign_one(
     other = "assignments:\n  epics:\n    OTHER: {default: fake-model}\n"
     text = path.read_text(encoding="utf-8").replace("assignments:\n  default: fake-model\n", other)
     path.write_text(text, encoding="utf-8")
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     outcome = run_story(ctx, run_env, story)
     assert (outcome.status, outcome.error_code) == ("blocked", "AGENT_SPAWN_FAILED")
     assert "no model assigned to the elaborate phase" in (outcome.message or "")
@@ -470,10 +417,7 @@ def test_max_tokens_caps_the_reply(
         max_tokens=3000,
         retries=NO_RETRIES,
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     state.mode = "truncated"
     outcome = run_story(ctx, run_env, story)
     assert (outcome.status, outcome.error_code) == ("blocked", "MALFORMED_OUTPUT")
@@ -499,10 +443,7 @@ def test_unblocking_a_story_starts_the_circuit_breakers_count_again(
         retries=retries,
         circuit_breaker=3,
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     state.mode = "status:529"
     outcome = run_story(ctx, run_env, story)
     assert (outcome.status, outcome.error_code) == ("blocked", "EXTERNAL_SERVICE_DOWN")
@@ -527,10 +468,7 @@ def test_the_sdk_retries_a_blip_within_the_run(
     succeeded, two requests; no failed run for the breaker to count."""
     url, state = fake_api
     api_workspace(workspace, monkeypatch, provider, url, phases=("elaborate",), sdk_retries=2)
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace)  # generate, scripted
     state.mode, state.fail_next = "onefail", 1
     outcome = run_story(ctx, run_env, story)
     assert (outcome.phase, outcome.status, outcome.verdict) == ("elaborate", "succeeded", "PASS")
@@ -554,11 +492,7 @@ def test_a_pass_carried_from_an_earlier_review_survives_a_failed_retry(
         reviewers={"names": ["lint", "security"]},
         retries=NO_RETRIES,
     )
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    for _ in range(4):  # generate .. implement, scripted
-        run_story(ctx, run_env, story)
+    ctx, run_env, story = one_story(workspace, scripted=4)  # generate .. implement
     state.mode = "securityfail"
     assert run_story(ctx, run_env, story).verdict == "FAIL"
     run_story(ctx, run_env, story)  # fix, scripted

@@ -14,7 +14,16 @@ from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.statuses import Status
 from storyflow.services.workers import run_story
-from tests.run_support import FAKES, configure, env, epic_with, fake_command, ledger_rows, runs_of
+from tests.run_support import (
+    FAKES,
+    configure,
+    drive,
+    env,
+    epic_with,
+    fake_command,
+    ledger_rows,
+    runs_of,
+)
 from tests.support import Workspace, elaboration
 
 NO_RETRIES = {
@@ -37,12 +46,7 @@ def test_a_command_agent_drives_a_story_to_completed(workspace: Workspace) -> No
     )
     ctx = workspace.ctx()
     (story,) = epic_with(ctx, 1)
-    run_env = env(ctx)
-    for _ in range(8):
-        run_story(ctx, run_env, story)
-        if ctx.story(story).status is Status.COMPLETED:
-            break
-    assert ctx.story(story).status is Status.COMPLETED
+    assert drive(ctx, env(ctx), story) is Status.COMPLETED
     rows = runs_of(ctx, story)
     assert [r["phase"] for r in rows] == [
         "generate",

@@ -712,6 +712,14 @@ def test_the_cli_sync_trusts_the_index_only_when_the_folders_match_it(synced: Wo
     assert again.json["nothing_to_do"], again
 
 
+def _left_for_next_sync(report: Any) -> Any:
+    """The sync succeeded (exit 0) and left FLOW-001 to the next one, with one warning."""
+    assert report.errors == [] and report.exit_status() == 0, report.problems
+    (left,) = report.problems
+    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    return left
+
+
 def test_a_story_moved_while_sync_reads_it_is_left_for_the_next_sync(
     synced: Workspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -731,10 +739,7 @@ def test_a_story_moved_while_sync_reads_it_is_left_for_the_next_sync(
 
     monkeypatch.setattr(sync_module, "survey", survey_then_move)
     clock.tick()
-    report = run_sync(with_clock(synced, clock))
-    assert report.errors == [], report.problems
-    (left,) = report.problems
-    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    _left_for_next_sync(run_sync(with_clock(synced, clock)))
     assert synced.ctx().store.latest_artifact("FLOW-001", ArtifactKind.ELABORATION) is None
     monkeypatch.setattr(sync_module, "survey", real_survey)
     again = run_sync(with_clock(synced, clock))
@@ -788,10 +793,7 @@ def test_a_story_another_writer_changes_during_sync_is_left_for_the_next_sync(
     _edit(_story_path(synced, "FLOW-001"), "title: First", "title: First, renamed")
     monkeypatch.setattr(Store, "cas_update_story", another_writer_first)
     clock.tick()
-    report = run_sync(with_clock(synced, clock))
-    assert report.errors == [] and report.exit_status() == 0, report.problems
-    (left,) = report.problems
-    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    _left_for_next_sync(run_sync(with_clock(synced, clock)))
     assert synced.ctx().story("FLOW-001").title == "First"
     again = run_sync(with_clock(synced, clock))
     assert again.errors == [] and again.problems == [], again.problems
@@ -819,10 +821,7 @@ def test_a_folder_gone_from_every_place_the_walk_listed_is_left_for_the_next_syn
 
     monkeypatch.setattr(SyncFiles, "scan_epic", scan_then_move)
     clock.tick()
-    report = run_sync(with_clock(synced, clock))
-    assert report.errors == [], report.problems
-    (left,) = report.problems
-    assert (left.code, left.story, left.warning) == ("VERSION_CONFLICT", "FLOW-001", True)
+    left = _left_for_next_sync(run_sync(with_clock(synced, clock)))
     assert "moved while sync walked" in left.message
     monkeypatch.setattr(SyncFiles, "scan_epic", real_scan)
     parked.rename(folder)
