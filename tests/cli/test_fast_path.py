@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import pty
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from storyflow.entrypoints.cli import fast
 from storyflow.entrypoints.cli.main import _click_main
 from storyflow.entrypoints.cli.plain import guarded
 from storyflow.services import epics
+from tests.cli.helpers import executable
 from tests.support import Driver, Result, Workspace, clean_env, new_story
 
 
@@ -94,6 +99,42 @@ def test_the_fast_path_serves_real_data(board_ws: Workspace) -> None:
     assert board.json["counts"]["ready-to-work"] == 2 and board.json["total"] == 4
     queue = board_ws.run("next", "--json")
     assert [s["id"] for s in queue.json] == ["FLOW-001"]  # FLOW-002 waits for FLOW-001
+
+
+def _on_a_terminal(ws: Workspace, *args: str) -> str:
+    """What the executable prints with a pseudo-terminal as its stdout."""
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [*executable(), *args],
+            cwd=ws.root,
+            env=clean_env(ws.env),
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        chunks = []
+        with contextlib.suppress(OSError):  # EIO once the written output is drained
+            while chunk := os.read(leader, 65536):
+                chunks.append(chunk)
+    finally:
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("args", [["story", "list", "--json"], ["board", "--json"]], ids=" ".join)
+def test_json_is_indented_on_a_terminal_and_compact_in_a_pipe(
+    board_ws: Workspace, args: list[str]
+) -> None:
+    piped = board_ws.run(*args)
+    shown = _on_a_terminal(board_ws, *args)
+    assert json.loads(shown) == piped.json
+    assert shown.startswith(("[\n  {\n", "{\n  ")), shown[:40]
+    assert piped.stdout.count("\n") == 1  # one line for a pipe
+    assert "ünïcode" in shown and "ünïcode" in piped.stdout  # not \u-escaped
 
 
 @pytest.mark.parametrize(

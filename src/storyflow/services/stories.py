@@ -444,8 +444,8 @@ def story_json(story: Story) -> dict[str, Any]:
 
 def list_stories_json(
     ctx: Context, *, epic: str | None = None, statuses: list[Status] | None = None
-) -> list[dict[str, Any]]:
-    """``story_json`` of every matching story, read in bulk."""
+) -> str:
+    """``story_json`` of every matching story, read in bulk: one JSON array, as text."""
     if epic:
         ctx.epic(epic)
     return ctx.store.story_list_json(epic=epic, statuses=statuses)

@@ -16,7 +16,13 @@ import os
 import sys
 from collections.abc import Callable
 
-from storyflow.entrypoints.cli.plain import guarded, json_text, open_session, split_values
+from storyflow.entrypoints.cli.plain import (
+    JsonText,
+    guarded,
+    json_text,
+    open_session,
+    split_values,
+)
 
 # the option variables Click reads for these commands (auto_envvar_prefix STORYFLOW)
 _ENV_PREFIXES = (
@@ -143,7 +149,7 @@ def _story_list(line: _Line) -> object:
 
     wanted = [parse_status(s)[0] for s in split_values(line.statuses)]
     with open_session(line.workspace, line.database_url) as ctx:
-        return list_stories_json(ctx, epic=line.epic, statuses=wanted or None)
+        return JsonText(list_stories_json(ctx, epic=line.epic, statuses=wanted or None))
 
 
 def _board(line: _Line) -> object:

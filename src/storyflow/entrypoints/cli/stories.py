@@ -15,7 +15,7 @@ from storyflow.entrypoints.cli.common import (
     service_context,
     table,
 )
-from storyflow.entrypoints.cli.plain import split_values
+from storyflow.entrypoints.cli.plain import JsonText, split_values
 
 
 @click.group()
@@ -103,8 +103,8 @@ def story_list(epic: str | None, statuses: tuple[str, ...], as_json: bool) -> No
     wanted = [parse_status(s)[0] for s in split_values(statuses)]
     if as_json:
         with service_context() as ctx:
-            rows = list_stories_json(ctx, epic=epic, statuses=wanted or None)
-        emit_json(rows)
+            text = list_stories_json(ctx, epic=epic, statuses=wanted or None)
+        emit_json(JsonText(text))
         return
     with service_context() as ctx:
         stories = list_stories(ctx, epic=epic, statuses=wanted or None)
