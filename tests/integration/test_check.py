@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yaml
 
 from storyflow.domain.findings import CHECK_CODES
 from storyflow.domain.layouts import LayoutName
+from storyflow.domain.model import AcceptancePart
 from storyflow.domain.statuses import Status
 from storyflow.services import epics, transitions
 from storyflow.services.check import CheckReport, run_check
@@ -252,6 +253,36 @@ def test_a_completed_story_without_tokens_for_a_phase_it_ran(plans: Plans) -> No
     assert finding.hint.startswith(f"storyflow token log {story} code_review")
     driver.tokens(story, "implementation", "code_review", "qa_verification")
     assert plans.found() == []
+
+
+def _set_acceptance(ctx: Context, *parts: AcceptancePart) -> None:
+    """As a plan import whose acceptance section names ``parts`` sets it."""
+    epic = ctx.epic("FLOW")
+    with ctx.store.transaction():
+        ctx.store.update_epic(
+            replace(
+                epic,
+                settings=replace(epic.settings, acceptance=parts),
+                version=epic.version + 1,
+            ),
+            epic.version,
+        )
+
+
+def test_tokens_are_not_asked_of_an_epic_whose_acceptance_rule_leaves_them_out(
+    plans: Plans,
+) -> None:
+    """The FLOW seed's acceptance rule names reuse only: the engine completes its stories
+    without tokens, and check (the pre-commit hook, CI) must not refuse what it allowed."""
+    ctx, driver = plans.ctx, plans.driver
+    _set_acceptance(ctx, AcceptancePart.REUSE)
+    story = new_story(ctx, "FLOW", title="Reuse only")
+    driver.drive_to(story, Status.UAT)
+    driver.submit(story, "qa_gate", qa_gate("PASS"))
+    transitions.move(ctx, story, "completed")  # no tokens: the rule does not ask for them
+    assert plans.found() == []
+    _set_acceptance(ctx, AcceptancePart.REUSE, AcceptancePart.TOKENS)
+    assert [f.code for f in plans.check().findings] == ["CHECK_TOKENS_MISSING"]
 
 
 # ---- names, places, folders -------------------------------------------------------------------

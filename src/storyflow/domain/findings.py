@@ -134,7 +134,8 @@ CHECK_CODES: dict[str, CheckCode] = _table(
     ),
     (
         "CHECK_TOKENS_MISSING",
-        "A completed story has no tokens recorded for a phase that ran.",
+        "A completed story has no tokens recorded for a phase that ran (when its epic's "
+        "acceptance rule asks for tokens, as it does by default).",
         "storyflow token log ID PHASE --input N --output M",
     ),
     (

@@ -24,7 +24,7 @@ from storyflow.domain.checks import (
 )
 from storyflow.domain.findings import Finding
 from storyflow.domain.layouts import LAYOUTS, STAGES, LayoutName, legacy_kind, stage_for
-from storyflow.domain.model import Epic, Story
+from storyflow.domain.model import AcceptancePart, Epic, Story
 from storyflow.domain.statuses import Status, parse_status
 from storyflow.errors import StoryflowError
 from storyflow.services.check_folders import StoryFolder, infer_layout
@@ -190,7 +190,7 @@ def _check_story_file(
             line=lines.of(drift.field),
         )
     _check_log(item, content.get("agent_log"), lines, path)
-    if story.status is Status.COMPLETED:
+    if story.status is Status.COMPLETED and _asks_for_tokens(item.epic):
         missing = unrecorded_phases(
             item.audit.entered.get(story.id, frozenset()),
             item.audit.token_phases.get(story.id, frozenset()),
@@ -205,6 +205,12 @@ def _check_story_file(
                 hint=f"storyflow token log {story.id} {missing[0].value} --input N --output M",
             )
     return story.status
+
+
+def _asks_for_tokens(epic: Epic | None) -> bool:
+    """Whether the acceptance rule the story was completed under asks for tokens recorded
+    for every phase run (the epic's plan names the parts; all four by default)."""
+    return epic is None or AcceptancePart.TOKENS in epic.settings.acceptance
 
 
 def _story_schema(
