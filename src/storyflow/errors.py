@@ -167,7 +167,7 @@ CODES: dict[str, ErrorCode] = _codes(
     # plans (storyflow plan import / export)
     ("FRONT_MATTER_MISSING", 7, "A plan or index file has no YAML front matter."),
     ("WRONG_DOC_TYPE", 7, "The file's doc_type is not the one its name calls for."),
-    ("DUPLICATE_SECTION", 7, "Two sections of stories.index.md describe the same story."),
+    ("DUPLICATE_SECTION", 7, "A plan states a rule section (or an index a story) twice."),
     ("MERGE_CONFLICT", 7, "The file holds unresolved merge-conflict markers."),
     # two-way sync (storyflow sync)
     ("SYNC_CONFLICT", 5, "A datum changed in a file and in the database since the last sync."),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance._helpers import error_body, human_error, ok
+from tests.cli.helpers import refuse, unchanged
 from tests.plan_support import FLOW_INDEX, FOLDERS, SEEDS, plan_folder, set_status
 from tests.support import Workspace
 
@@ -172,6 +173,18 @@ def _duplicate_section() -> tuple[str, str, str, int]:
     return "stories.index.md", text, "DUPLICATE_SECTION", _line_of(text, "## FLOW-001", 2)
 
 
+def _duplicate_rule_section() -> tuple[str, str, str, int]:
+    text = _plan_text() + "\n## Token Budget Rule\n\n- Enforcement levels: `hard_gate`\n"
+    return "PLAN.exec.md", text, "DUPLICATE_SECTION", _line_of(text, "## Token Budget Rule", 2)
+
+
+def _duplicate_prefix_section() -> tuple[str, str, str, int]:
+    text = _plan_text().replace(
+        "## Artifact Rules", "## Story Prefix\n\nAll stories use **FLOW**.\n\n## Artifact Rules", 1
+    )
+    return "PLAN.exec.md", text, "DUPLICATE_SECTION", _line_of(text, "## Story Prefix", 2)
+
+
 def _unknown_dependency() -> tuple[str, str, str, int]:
     text = _index(_story("FLOW-001"), _story("FLOW-002", depends="FLOW-001, FLOW-099"))
     return "stories.index.md", text, "UNKNOWN_DEPENDENCY", _line_of(text, "FLOW-099")
@@ -226,6 +239,8 @@ CASES: dict[str, Case] = {
     "index with wrong doc_type": _index_doc_type,
     "unknown prefix format": _bad_prefix,
     "duplicate story sections": _duplicate_section,
+    "a rule section twice in the plan": _duplicate_rule_section,
+    "the story prefix section twice": _duplicate_prefix_section,
     "dependency on an unknown story": _unknown_dependency,
     "dependency cycle": _cycle,
     "not UTF-8": _not_utf8,
@@ -258,6 +273,50 @@ def test_bad_plans_are_refused_and_nothing_is_written(workspace: Workspace, case
     assert ws.snapshot() == before
     assert ok(ws.cli("epic", "list", "--json")).json == []
     assert ok(ws.cli("requirement", "list", "--json")).json == []
+
+
+def test_a_duplicate_rule_section_refuses_the_reimport(workspace: Workspace) -> None:
+    ws = workspace
+    folder = plan_folder(ws, "REVI")
+    ok(ws.run("plan", "import", FOLDERS["REVI"]))
+    plan = folder / "PLAN.exec.md"
+    text = plan.read_text(encoding="utf-8") + (
+        "\n## Token Budget Rule\n\n- Enforcement levels: `hard_gate`\n"
+    )
+    plan.write_text(text, encoding="utf-8")
+    first, second = (
+        _line_of(text, "## Token Budget Rule"),
+        _line_of(text, "## Token Budget Rule", 2),
+    )
+    with unchanged(ws):
+        error = refuse(ws, "plan", "import", FOLDERS["REVI"], code="DUPLICATE_SECTION", via="run")
+        refuse(ws, "plan", "import", str(folder), "--dry-run", code="DUPLICATE_SECTION")
+    assert error["details"] == {
+        "file": f"{FOLDERS['REVI']}/PLAN.exec.md",
+        "line": second,
+        "first_line": first,
+        "section": "Token Budget Rule",
+    }
+    assert f"PLAN.exec.md:{second}:" in error["message"]
+    assert f"line {first}" in error["message"]
+
+
+def test_the_same_rule_title_under_different_headings_is_no_duplicate(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    folder = plan_folder(ws, "REVI")
+    plan = folder / "PLAN.exec.md"
+    text = plan.read_text(encoding="utf-8")
+    gate = "#### Reuse Gate\n\nReuse the shared packages.\n\n"
+    for phase in ("### Phase 1:", "### Phase 2:"):
+        start = text.index(phase)
+        end = text.index("\n### ", start + 1)
+        text = text[: end + 1] + gate + text[end + 1 :]
+    plan.write_text(text, encoding="utf-8")
+    report = _json(ws, "plan", "import", FOLDERS["REVI"])
+    assert report["counts"]["added"] == 16
+    assert {s["name"]: s["value"] for s in report["settings"]}["reuse_gate"] is True
 
 
 def test_a_conflicted_story_file_refuses_the_reimport(workspace: Workspace) -> None:

@@ -149,6 +149,24 @@ def test_duplicate_sections_name_both_lines(tmp_path: Path) -> None:
     }
 
 
+def test_a_rule_section_twice_at_one_level_under_one_heading(tmp_path: Path) -> None:
+    repeats = (
+        "## Workflow\n\n### Phase 1: Elaboration\n\n### Phase 2: Development\n\n"
+        "### Reuse Gate\n\n## Other\n\n### Reuse Gate\n\n#### Reuse gate\n\n"
+        "## Token Budget Rule\n\n## Token Budget\n"
+    )
+    assert _derive(tmp_path, repeats).settings["reuse_gate"] is True
+    with pytest.raises(InvalidInput) as refused:
+        _derive(tmp_path, repeats + "\n## Naming Convention\n\n## naming convention\n")
+    assert refused.value.code == "DUPLICATE_SECTION"
+    assert refused.value.details == {
+        "file": "plans/test/PLAN.exec.md",
+        "line": 29,
+        "first_line": 27,
+        "section": "naming convention",
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "mentioned"),
     [

@@ -19,6 +19,8 @@ from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget, pars
 from storyflow.domain.layouts import LayoutName
 from storyflow.domain.model import AcceptancePart, parse_story_id
 from storyflow.domain.plan_breakdown import (
+    DATABASE_SECTION,
+    HARNESS_SECTION,
     PHASE_SECTION,
     PHASE_TITLE,
     derive_breakdown,
@@ -26,6 +28,8 @@ from storyflow.domain.plan_breakdown import (
     derive_requirements,
 )
 from storyflow.domain.plan_layout import (
+    NAMING_SECTION,
+    PREFIX_SECTION,
     derive_layout,
     derive_prefix,
     derive_root,
@@ -87,8 +91,52 @@ GATE_SETTINGS: tuple[tuple[str, str, str], ...] = (
 VERDICT_WORDS = re.compile(r"\b(" + "|".join(v.value for v in Verdict) + r")\b")
 
 
+# Every section title a rule looks up: stated twice, one of the two would be dropped.
+RULE_SECTIONS: tuple[str, ...] = (
+    *SECTION_TITLES.values(),
+    PREFIX_SECTION,
+    NAMING_SECTION,
+    DATABASE_SECTION,
+    HARNESS_SECTION,
+    PHASE_SECTION,
+)
+
+
 def _sections(source: PlanSource, rule: str) -> Iterator[tuple[PlanDocument, Section]]:
     return source.titled(SECTION_TITLES[rule])
+
+
+def check_duplicate_sections(source: PlanSource) -> None:
+    """Refuse a rule section written twice in one document: the same title at the same level
+    under the same heading. The rules would read one and silently drop the other. The same
+    title under different headings (a ``### Reuse Gate`` per phase) is not a repeat."""
+    patterns = [re.compile(p, re.I) for p in RULE_SECTIONS]
+    for document in source.documents:
+        first: dict[tuple[int | None, int, str], Section] = {}
+        open_headings: list[Section] = []
+        for section in document.sections:
+            while open_headings and open_headings[-1].level >= section.level:
+                open_headings.pop()
+            parent = open_headings[-1].line if open_headings else None
+            open_headings.append(section)
+            if not any(p.search(section.title) for p in patterns):
+                continue
+            key = (parent, section.level, " ".join(section.title.casefold().split()))
+            seen = first.setdefault(key, section)
+            if seen is not section:
+                heading = f"{'#' * section.level} {section.title}"
+                raise InvalidInput(
+                    f"{document.source}:{section.line}: a second {heading!r} section "
+                    f"(the first is at line {seen.line})",
+                    code="DUPLICATE_SECTION",
+                    hint="keep one section of that title; merge the two",
+                    details={
+                        "file": document.source,
+                        "line": section.line,
+                        "first_line": seen.line,
+                        "section": section.title,
+                    },
+                )
 
 
 # ---- budgets and enforcement ---------------------------------------------------------------
@@ -292,6 +340,7 @@ def derive(
 ) -> DerivedPlan:
     """Every rule of the plan folder: the epic's prefix, layout, root, time zone, settings,
     requirements and stories (from the harness step, the phase breakdown and the index)."""
+    check_duplicate_sections(source)
     warnings = list(source.warnings)
     prefix = derive_prefix(source)
     layout = derive_layout(source, prefix, default_layout, warnings)
