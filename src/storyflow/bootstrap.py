@@ -55,14 +55,22 @@ def load_config(
     return config_module.load(cwd=cwd or Path.cwd(), workspace=workspace, env=env, flags=flags)
 
 
+NEW_DATABASE = (
+    "this command created a new, empty database ({where}); if the workspace has story "
+    "files (a fresh clone), storyflow sync rebuilds the database from them"
+)
+
+
 def open_store(config: Config) -> Store:
     conn = connect(config.effective_database_url, config.root)
     try:
-        ensure_schema(conn, config.effective_database_url, config.state_dir)
+        created = ensure_schema(conn, config.effective_database_url, config.state_dir)
     except BaseException:
         conn.close()
         raise
-    return Store(conn)
+    store = Store(conn)
+    store.created = created
+    return store
 
 
 def open_tracer(config: Config) -> JsonlTracer:
@@ -171,7 +179,16 @@ def sync_ports(ctx: Context, files: SyncFilesPort | None = None) -> SyncPorts:
     return SyncPorts(store=SyncStore(store.conn), files=files or sync_files(ctx.config))
 
 
-def open_context(config: Config, *, actor: str | None = None, clock: Any = utc_now) -> Context:
+def open_context(
+    config: Config,
+    *,
+    actor: str | None = None,
+    clock: Any = utc_now,
+    new_database_ok: bool = False,
+) -> Context:
+    """The services' context on the configured workspace and database. A database this
+    opening creates is announced in a warning (a read would show nothing and not say why),
+    unless the command is the one that fills it (``new_database_ok``: sync)."""
     if not os.access(config.root, os.R_OK | os.X_OK):
         raise InvalidInput(
             f"the workspace {config.root} cannot be read",
@@ -182,13 +199,16 @@ def open_context(config: Config, *, actor: str | None = None, clock: Any = utc_n
     from storyflow.adapters.telemetry.jsonl import JsonlTracer
 
     store.event_sink = JsonlTracer(config.state_dir).record
-    return Context(
+    ctx = Context(
         config=config,
         store=store,
         files=StoryFiles(config.root, max_bytes=config.max_file_bytes),
         clock=clock,
         actor=default_actor(config, actor),
     )
+    if store.created and not new_database_ok:
+        ctx.warn(NEW_DATABASE.format(where=_redact(config.effective_database_url)))
+    return ctx
 
 
 def init_workspace(
@@ -241,6 +261,7 @@ def init_workspace(
         "workspace": str(root),
         "config": CONFIG_FILE,
         "created": created,
+        "new_database": store.created,
         "database": _redact(config.effective_database_url),
         "schema_revision": revision or HEAD_REVISION,
     }

@@ -82,6 +82,45 @@ def test_a_fresh_clone_rebuilds_board_history_and_budgets(
     assert again.code == 0 and "nothing to do" in again.stdout
 
 
+def _uninitialised_clone(ws: Workspace, clones: Clones, name: str = "first") -> Workspace:
+    """A clone as git gives it: storyflow.yaml and plans/, no .storyflow/, no init run; on
+    the embedded default (the local database is what a clone lacks: a team's PostgreSQL
+    database is shared, and the test suite's are made with the schema in place)."""
+    root = clones.tmp / name
+    shutil.copytree(ws.root / "plans", root / "plans")
+    shutil.copy2(ws.root / "storyflow.yaml", root / "storyflow.yaml")
+    assert "\ndatabase_url:" not in (root / "storyflow.yaml").read_text("utf-8")
+    made = Workspace(root=root, database_url=None)
+    clones.made.append(made)
+    return made
+
+
+def test_a_read_on_a_new_database_says_sync_rebuilds_it(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """A fresh clone's first read creates an empty database: the board is empty, and the
+    command says why and what to run; sync, the command that fills it, does not warn."""
+    _setup(workspace, "staged")
+    first = _uninitialised_clone(workspace, clones)
+    listed = first.run("story", "list", "--json")
+    assert listed.code == 0 and listed.json == []
+    assert "new, empty database" in listed.stderr and "storyflow sync" in listed.stderr
+    assert "new, empty database" not in first.run("board").stderr  # only when created
+    second = _uninitialised_clone(workspace, clones, "second")
+    synced = second.run("sync", "--json")
+    assert synced.code == 0 and synced.json["rebuilt"]["stories"] == 3
+    assert "warning" not in synced.stderr
+    third = _uninitialised_clone(workspace, clones, "third")
+    initialised = ok(third.run("init"))
+    assert "next: storyflow sync rebuilds the new database" in initialised.stdout
+    assert "storyflow sync" not in ok(third.run("init")).stdout  # the database exists now
+    assert [s["id"] for s in ok(second.run("story", "list", "--json")).json] == [
+        "FLOW-001",
+        "FLOW-002",
+        "FLOW-003",
+    ]
+
+
 def test_hand_edited_status_legal_and_illegal(workspace: Workspace) -> None:
     _setup(workspace)
     ok(workspace.run("sync"))

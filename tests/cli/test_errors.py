@@ -579,6 +579,22 @@ def test_unsupported_database_url(seeded: Seeded) -> None:
         refuse(ws, "--database-url", "mysql://root@localhost/db", "story", "list", code="USAGE")
 
 
+def test_a_sqlite_url_into_a_missing_folder_is_refused_not_created(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    """A mistyped URL must not quietly give an empty workspace in a new folder tree."""
+    ws = seeded.ws
+    missing = tmp_path / "missing"
+    url = f"sqlite:///{missing}/dir/storyflow.db"
+    for via in ("cli", "run"):  # the Click path and the executable's fast path
+        with unchanged(ws):
+            error = refuse(
+                ws, "--database-url", url, "story", "list", code="DATABASE_UNREACHABLE", via=via
+            )
+        assert str(missing) in error["message"]
+    assert not missing.exists()
+
+
 # ---- no workspace -----------------------------------------------------------------------------
 
 

@@ -90,7 +90,13 @@ class SqliteConnection:
     dialect = "sqlite"
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 15_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.parent.is_dir():  # a mistyped URL, not a fresh clone's .storyflow/
+            raise UsageError(
+                f"cannot open the SQLite database at {path}: {path.parent.parent} does not exist",
+                code="DATABASE_UNREACHABLE",
+                hint="check the database URL (an absolute path is sqlite:////path/to.db)",
+            )
+        path.parent.mkdir(exist_ok=True)
         self.path = path
         try:
             self._conn = sqlite3.connect(

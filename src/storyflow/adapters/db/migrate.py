@@ -32,16 +32,18 @@ def schema_revision(conn: Connection) -> str | None:
 
 
 def ensure_schema(conn: Connection, url: str, lock_dir: Path) -> bool:
-    """Upgrade to head when the database is empty or behind; True when it upgraded."""
+    """Upgrade to head when the database is empty or behind; True when it was empty (the
+    schema was created just now: a new database)."""
     revision = schema_revision(conn)
     if revision == HEAD_REVISION:
         return False
     refuse_unknown(revision)
     with _upgrade_lock(conn, lock_dir):
-        if schema_revision(conn) == HEAD_REVISION:
+        revision = schema_revision(conn)
+        if revision == HEAD_REVISION:
             return False
         upgrade(url)
-    return True
+    return revision is None
 
 
 def refuse_unknown(revision: str | None) -> None:

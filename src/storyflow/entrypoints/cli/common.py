@@ -32,10 +32,14 @@ def actor_option(fn: F) -> F:
 
 
 @contextmanager
-def service_context(actor: str | None = None) -> Iterator[Context]:
+def service_context(
+    actor: str | None = None, *, new_database_ok: bool = False
+) -> Iterator[Context]:
     """Open the workspace named by the root options; close the database afterwards."""
     root = click.get_current_context().find_root().obj or {}
-    with open_session(root.get("workspace"), root.get("database_url"), actor) as ctx:
+    with open_session(
+        root.get("workspace"), root.get("database_url"), actor, new_database_ok=new_database_ok
+    ) as ctx:
         yield ctx
 
 

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 @contextmanager
 def open_session(
-    workspace: str | None, database_url: str | None, actor: str | None = None
+    workspace: str | None,
+    database_url: str | None,
+    actor: str | None = None,
+    *,
+    new_database_ok: bool = False,
 ) -> Iterator[Context]:
     """Open the workspace (the nearest one above the current directory unless named);
     close the database afterwards and print the warnings the command collected."""
@@ -32,7 +36,7 @@ def open_session(
     config = load_config(
         workspace=Path(workspace) if workspace else None, flags={"database_url": database_url}
     )
-    ctx = open_context(config, actor=actor)
+    ctx = open_context(config, actor=actor, new_database_ok=new_database_ok)
     try:
         yield ctx
     finally:

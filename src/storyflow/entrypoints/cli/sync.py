@@ -96,7 +96,7 @@ def sync(
     walked: SyncFilesPort | None = root.get("sync_files")  # launch.py's walk ahead
     bar = _Bar()
     try:
-        with service_context(actor) as ctx:
+        with service_context(actor, new_database_ok=True) as ctx:
             report = run_sync(
                 ctx,
                 sync_ports(ctx, walked if walked and walked.root == ctx.config.root else None),

@@ -58,6 +58,8 @@ def init(
     )
     if result["created"]:
         echo("next: storyflow epic new PREFIX --title 'Epic title'")
+    elif result["new_database"]:  # a clone: the files are there, the local database is not
+        echo("next: storyflow sync rebuilds the new database from the workspace's story files")
 
 
 @click.command()
