@@ -121,6 +121,40 @@ def test_export_to_another_file(workspace: Workspace) -> None:
     error_body(workspace.run("plan", "export", "NOPE", "--json"), 6, "EPIC_NOT_FOUND")
 
 
+def test_export_replaces_only_the_epics_index(workspace: Workspace) -> None:
+    ws = workspace
+    revi = FOLDERS["REVI"]
+    plan_folder(ws, "REVI")
+    plan_folder(ws, "FLOW", index=FLOW_INDEX)
+    ok(ws.run("plan", "import", revi))
+    ok(ws.run("plan", "import", FLOW))
+    (ws.root / "notes.md").write_text("# my notes, no front matter\n", encoding="utf-8")
+    in_the_way = {
+        f"{revi}/PLAN.exec.md": "plan_exec",  # the plan itself
+        "plans/stories/REVI-003/REVI-003.md": None,  # a story file
+        "notes.md": None,  # no front matter at all
+        INDEX: "stories_index",  # another epic's index
+    }
+    for path, doc_type in in_the_way.items():
+        with unchanged(ws, with_views=False):  # every file's bytes, every row
+            error = refuse(
+                ws, "plan", "export", "REVI", "--output", path, code="FILE_EXISTS", via="run"
+            )
+        assert error["details"]["file"] == path and error["details"]["doc_type"] == doc_type
+        assert path in error["message"] and "--force" in error["hint"]
+    # a previous export, edited by hand, is still replaced (atomically), as is the default
+    exported = _json(ws, "plan", "export", "REVI", "--output", "docs/revi-index.md")
+    index = ws.root / "docs/revi-index.md"
+    fresh = index.read_bytes()
+    index.write_text(set_status(index.read_text("utf-8"), "REVI-003", "in-progress"), "utf-8")
+    again = _json(ws, "plan", "export", "REVI", "--output", "docs/revi-index.md")
+    assert again == {**exported, "written": True} and index.read_bytes() == fresh
+    assert _json(ws, "plan", "export", "REVI")["path"] == f"{revi}/stories.index.md"
+    # --force is the way out
+    forced = _json(ws, "plan", "export", "REVI", "--output", "notes.md", "--force")
+    assert forced["written"] is True and (ws.root / "notes.md").read_bytes() == fresh
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 

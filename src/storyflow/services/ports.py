@@ -242,5 +242,6 @@ class PlanFilesPort(Protocol):
 
     def read(self, path: Path) -> PlanSource: ...
     def check_text(self, path: Path) -> None: ...  # readable, no merge-conflict markers
+    def front_matter(self, path: Path) -> dict[str, Any] | None: ...  # None: no file
     def write(self, path: Path, text: str) -> bool: ...  # atomic; False when unchanged
     def display(self, path: Path) -> str: ...

@@ -73,6 +73,17 @@ class PlanFiles:
         """Refuse a file that cannot be read as text or holds merge-conflict markers."""
         self._text(path)
 
+    def front_matter(self, path: Path) -> dict[str, Any] | None:
+        """The front matter of the file at ``path``: None when there is no file, ``{}`` when
+        it has none (or it cannot be read as text, or its YAML does not parse)."""
+        if not path.is_file():
+            return None
+        try:
+            front, _, _ = split_front_matter(read_text(path, max_bytes=self.max_bytes))
+            return {} if front is None else load_mapping(front, source=self.display(path))
+        except (InvalidInput, NotFoundError, OSError):
+            return {}
+
     def write(self, path: Path, text: str) -> bool:
         """Write ``text`` atomically unless the file already holds it; whether it wrote."""
         from storyflow.adapters.files.atomic import write_atomic

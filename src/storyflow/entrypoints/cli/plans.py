@@ -53,15 +53,22 @@ def plan_import(path: Path, dry_run: bool, actor: str | None, as_json: bool) -> 
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the index here (default: stories.index.md beside the epic's plan).",
 )
+@option(
+    "--force",
+    is_flag=True,
+    help="Replace the file even when it is not the epic's stories index.",
+)
 @json_option
-def plan_export(prefix: str, output: Path | None, as_json: bool) -> None:
+def plan_export(prefix: str, output: Path | None, force: bool, as_json: bool) -> None:
     """Regenerate the stories.index.md of epic PREFIX from the database: progress summary,
-    Ready to Start, one section per story. Byte-stable; written atomically."""
+    Ready to Start, one section per story. Byte-stable; written atomically. A file in the
+    way that is not the epic's index (the plan, a story file) is refused (exit 5) unless
+    --force."""
     from storyflow.bootstrap import plan_files
     from storyflow.services.plan_export import export_index
 
     with service_context() as ctx:
-        result = export_index(ctx, plan_files(ctx.config), prefix, output=output)
+        result = export_index(ctx, plan_files(ctx.config), prefix, output=output, force=force)
     if as_json:
         emit_json(result)
         return
