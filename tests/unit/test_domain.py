@@ -665,6 +665,64 @@ def test_flat_match_does_not_treat_the_story_id_as_a_pattern() -> None:
     assert FLAT.match("PROOF-REVI-007-20250102-0304xmd", "REVI-007") is None
 
 
+REVIEW = ArtifactKind.CODE_REVIEW
+
+
+def test_a_second_version_in_the_same_minute_gets_a_name_of_its_own() -> None:
+    def new(*existing: str) -> str:
+        return FLAT.new_artifact_file_name(REVIEW, "REVI-007", AT, existing)
+
+    plain = "CODE-REVIEW-REVI-007-20250102-0304.md"
+    assert new() == plain
+    assert new(plain) == "CODE-REVIEW-REVI-007-20250102-0304-2.md"
+    assert new(plain, "CODE-REVIEW-REVI-007-20250102-0304-2.md") == (
+        "CODE-REVIEW-REVI-007-20250102-0304-3.md"
+    )
+    # past the highest serial of the minute, so the new file still sorts last
+    assert new("CODE-REVIEW-REVI-007-20250102-0304-9.md") == (
+        "CODE-REVIEW-REVI-007-20250102-0304-10.md"
+    )
+    # other minutes, kinds and stories do not count
+    others = (
+        "CODE-REVIEW-REVI-007-20250102-0303.md",
+        "PROOF-REVI-007-20250102-0304.md",
+        "CODE-REVIEW-REVI-008-20250102-0304.md",
+        "REVI-007.md",
+    )
+    assert new(*others) == plain
+    for name in (new(plain), new("CODE-REVIEW-REVI-007-20250102-0304-9.md")):
+        assert FLAT.match(name, "REVI-007") is REVIEW
+
+
+def test_fixed_names_are_reused_by_every_version() -> None:
+    taken = ("QA-GATE-REVI-007.yaml",)
+    gate = FLAT.new_artifact_file_name(ArtifactKind.QA_GATE, "REVI-007", AT, taken)
+    assert gate == "QA-GATE-REVI-007.yaml"
+    staged = STAGED.new_artifact_file_name(REVIEW, "FLOW-001", AT, ("code-review.yaml",))
+    assert staged == "code-review.yaml"
+
+
+def test_stamped_names_sort_in_the_order_they_were_written() -> None:
+    written = [
+        "CODE-REVIEW-REVI-007-20250102-0259-3.md",
+        "CODE-REVIEW-REVI-007-20250102-0304.md",
+        "CODE-REVIEW-REVI-007-20250102-0304-2.md",
+        "CODE-REVIEW-REVI-007-20250102-0304-9.md",
+        "CODE-REVIEW-REVI-007-20250102-0304-10.md",
+        "CODE-REVIEW-REVI-007-20250102-0305.md",
+    ]
+    assert sorted(written) != written  # by the name alone, "-2.md" sorts before ".md"
+    shuffled = list(reversed(written))
+    assert sorted(shuffled, key=lambda n: FLAT.stamp_key(n, "REVI-007")) == written
+    assert sorted(shuffled, key=lambda n: FLAT.written_order(REVIEW, n, "REVI-007")) == written
+    assert FLAT.stamp_key(written[3], "REVI-007") == ("20250102-0304", 9)
+    # kind by kind: a proof's files stay together, after the code review's
+    proof = "PROOF-REVI-007-20250102-0300.md"
+    files = [(ArtifactKind.PROOF, proof), *((REVIEW, n) for n in shuffled)]
+    ordered = sorted(files, key=lambda f: FLAT.written_order(f[0], f[1], "REVI-007"))
+    assert [n for _, n in ordered] == [*written, proof]
+
+
 @pytest.mark.parametrize(
     ("status", "stage"),
     [

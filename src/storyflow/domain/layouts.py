@@ -8,6 +8,7 @@ Markdown artifacts stamped ``YYYYMMDD-HHMM`` in the epic's time zone).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -78,6 +79,25 @@ class Layout:
         stamp = at.strftime(STAMP_FORMAT) + (f"-{serial}" if serial > 1 else "")
         return self.artifact_patterns[kind].format(id=story_id, stamp=stamp)
 
+    def new_artifact_file_name(
+        self, kind: ArtifactKind, story_id: str, at: datetime, existing: Iterable[str]
+    ) -> str:
+        """The name for a new ``kind`` file stamped ``at`` that none of ``existing`` (the
+        story folder's files) has: every version keeps a file of its own. Within one minute
+        the serial goes past the highest already there, so the new file also sorts last
+        (``stamp_key``) when an earlier one was removed. Fixed names (the QA gate, the staged
+        layout's) are returned as they are: the database keeps their versions."""
+        if not self.is_timestamped(kind):
+            return self.artifact_file_name(kind, story_id, at)
+        minute = at.strftime(STAMP_FORMAT)
+        regex = self._regexes(story_id)[kind]
+        serials = [
+            _serial(stamp)
+            for name in existing
+            if (found := regex.fullmatch(name)) and (stamp := found["stamp"])[:13] == minute
+        ]
+        return self.artifact_file_name(kind, story_id, at, max(serials, default=0) + 1)
+
     def is_timestamped(self, kind: ArtifactKind) -> bool:
         return "{stamp}" in self.artifact_patterns.get(kind, "")
 
@@ -101,8 +121,15 @@ class Layout:
     def stamp_key(self, file_name: str, story_id: str) -> tuple[str, int]:
         """Sort key of a stamped name: (YYYYMMDD-HHMM, serial)."""
         stamp = self.stamp_of(file_name, story_id) or ""
-        base, _, serial = stamp[:13], stamp[13:14], stamp[14:]
-        return base, int(serial) if serial else 1
+        return stamp[:13], _serial(stamp)
+
+    def written_order(
+        self, kind: ArtifactKind, file_name: str, story_id: str
+    ) -> tuple[str, str, int, str]:
+        """Sort key that puts files in the order they were written, kind by kind: stamp,
+        then serial (``-2`` after the plain name, ``-10`` after ``-9``; by the name alone
+        ``-2.md`` comes first). What submits files the database lacks (sync) sorts by it."""
+        return kind.value, *self.stamp_key(file_name, story_id), file_name
 
     def stamp_of(self, file_name: str, story_id: str) -> str | None:
         for regex in self._regexes(story_id).values():
@@ -110,6 +137,11 @@ class Layout:
             if found and "stamp" in found.groupdict():
                 return found["stamp"]
         return None
+
+
+def _serial(stamp: str) -> int:
+    """The serial of a stamp: 1 for YYYYMMDD-HHMM, N for YYYYMMDD-HHMM-N."""
+    return int(stamp[14:]) if len(stamp) > 14 else 1
 
 
 LAYOUTS: dict[LayoutName, Layout] = {

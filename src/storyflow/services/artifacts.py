@@ -122,15 +122,16 @@ def _destination(
     if source.parent.resolve() == folder.resolve() and layout.match(source.name, story.id) is kind:
         return source, raw
     local = ctx.now().astimezone(ZoneInfo(epic.timezone))
-    target = folder / layout.artifact_file_name(kind, story.id, local)
+    # never overwrite an earlier submission stamped in the same minute: a name of its own
+    # (fixed names are overwritten; the database keeps every version)
+    name = layout.new_artifact_file_name(kind, story.id, local, ctx.files.folder_files(epic, story))
+    target = folder / name
     stored = artifact_text_as(raw, kind, source.name, target.name, story.id)
-    if not layout.is_timestamped(kind):
-        return target, stored  # fixed names are overwritten; the database keeps every version
-    serial = 1
-    while target.exists() and _content(target) != stored:
-        # never overwrite an earlier submission stamped in the same minute
-        serial += 1
-        target = folder / layout.artifact_file_name(kind, story.id, local, serial)
+    _, serial = layout.stamp_key(name, story.id)
+    if serial > 1:
+        newest = folder / layout.artifact_file_name(kind, story.id, local, serial - 1)
+        if _content(newest) == stored:  # the same file submitted again: the same name
+            return newest, stored
     return target, stored
 
 

@@ -29,8 +29,11 @@ def _request(ctx: Context, env: RunEnv, s: Started, monitor_timeout: float) -> A
     folder = ctx.files.locate(epic, story)
     layout = ctx.files.layout(epic)
     local = ctx.now().astimezone(ZoneInfo(epic.timezone))
+    # A name no file in the folder has: an earlier version written in the same minute (a
+    # failed review and its fix's review) keeps its own file.
+    existing = ctx.files.folder_files(epic, story)
     files = {
-        k.value: folder / layout.artifact_file_name(k, story.id, local)
+        k.value: folder / layout.new_artifact_file_name(k, story.id, local, existing)
         for k in phase.produces
         if k is not ArtifactKind.STORY
     }
