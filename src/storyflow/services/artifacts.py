@@ -170,9 +170,11 @@ def prepare(
     path: Path | None = None,
     *,
     read: tuple[Story, Epic] | None = None,
+    threshold: float | None = None,
 ) -> Submission:
-    """Read, validate and hash an artifact for ``story_id`` (no database writes). ``read``:
-    the story and its epic when the caller has just read them (the run engine)."""
+    """Read, validate and hash an artifact for ``story_id`` (no writes at all). ``read``:
+    the story and its epic when the caller has just read them (the run engine);
+    ``threshold``: a coverage threshold instead of the epic's (artifact validate's flag)."""
     parse_story_id(story_id)
     kind = parse_kind(kind_name)
     if read is not None and read[0].id == story_id:
@@ -198,9 +200,9 @@ def prepare(
             details={"file": display, "story": story.id, "belongs_to": str(claimed)},
         )
     now = ctx.now()
-    content = check_content(
-        kind, data, source=display, threshold=epic.settings.coverage_threshold, today=now.date()
-    )
+    if threshold is None:
+        threshold = epic.settings.coverage_threshold
+    content = check_content(kind, data, source=display, threshold=threshold, today=now.date())
     from storyflow.adapters.files.story_files import sha256_text
 
     destination, raw = _destination(ctx, epic, story, kind, source, raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +18,9 @@ from storyflow.entrypoints.cli.common import (
     service_context,
     table,
 )
+
+if TYPE_CHECKING:
+    from storyflow.domain.artifacts import ArtifactKind
 
 
 @click.group()
@@ -123,42 +127,97 @@ def artifact_show(story_id: str, kind: str, version: int | None, raw: bool, as_j
 @click.argument("path", type=click.Path(dir_okay=False, readable=False))
 @option("--kind", required=True, help="The artifact kind to validate against.")
 @option(
+    "--story",
+    metavar="ID",
+    help="Judge the file as 'artifact submit ID KIND PATH' would for this story (default: "
+    "the story whose folder holds PATH, if any).",
+)
+@option(
     "--coverage-threshold",
     type=float,
-    help="Threshold for code reviews (default: the story's epic, else the workspace default).",
+    help="Threshold for code reviews (default: the story's epic's when the story is known, "
+    "else the workspace default).",
 )
 @json_option
 def artifact_validate(
-    path: str, kind: str, coverage_threshold: float | None, as_json: bool
+    path: str, kind: str, story: str | None, coverage_threshold: float | None, as_json: bool
 ) -> None:
-    """Check a file against its schema and its own evidence, without storing anything."""
+    """Check a file against its schema and its own evidence, without storing anything.
+
+    With its story known (--story, or the story folder PATH lies in) the file is judged as
+    submit would judge it: its story_id, its folder and name, the epic's coverage threshold.
+    Without one, a missing story_id is fine: submit fills it in."""
+    from storyflow.domain.artifacts import parse_kind
+    from storyflow.domain.model import parse_story_id
+
+    parsed_kind = parse_kind(kind)
+    if story is not None:
+        parse_story_id(story)
+        story = story.strip()
+    content, story_id = _judge(Path(path), path, parsed_kind, story, coverage_threshold)
+    if as_json:
+        emit_json(
+            {
+                "file": path,
+                "kind": parsed_kind.value,
+                "story": story_id,
+                "valid": True,
+                "content": content,
+            }
+        )
+    else:
+        echo(f"{path}: valid {parsed_kind.value}" + (f" for {story_id}" if story_id else ""))
+
+
+def _judge(
+    source: Path,
+    display: str,
+    kind: ArtifactKind,
+    story_id: str | None,
+    threshold: float | None,
+) -> tuple[dict[str, Any], str | None]:
+    """The content and the story it was judged for (None: judged on its own)."""
     from storyflow.adapters.files.atomic import read_text
     from storyflow.adapters.files.story_files import parse_artifact_text
     from storyflow.bootstrap import load_config
     from storyflow.config import load
-    from storyflow.domain.artifacts import parse_kind
     from storyflow.errors import UsageError
-    from storyflow.services.artifacts import check_content
+    from storyflow.services.artifact_validation import (
+        folder_story_id,
+        owner_by_location,
+        validate_alone,
+        validate_for_story,
+    )
 
-    parsed_kind = parse_kind(kind)
-    source = Path(path)
-    threshold = coverage_threshold
+    root = click.get_current_context().find_root().obj or {}
+    workspace = root.get("workspace")
     try:
-        config = load_config()
-    except UsageError:  # validation works outside a workspace too
+        config = load_config(
+            workspace=Path(workspace) if workspace else None,
+            flags={"database_url": root.get("database_url")},
+        )
+    except UsageError:
+        if story_id is not None or workspace:
+            raise  # a story lives in a workspace's database
+        # validation works outside a workspace too, against the defaults
         config = load(cwd=Path.cwd(), require_file=False)
-    max_bytes = config.max_file_bytes
+    else:
+        # only a named story or a story-named folder is worth opening the database for
+        if story_id is not None or folder_story_id(source, config.root) is not None:
+            with service_context() as ctx:
+                if story_id is None:
+                    story_id = owner_by_location(ctx, source)
+                if story_id is not None:
+                    content = validate_for_story(ctx, story_id, kind, source, threshold=threshold)
+                    return content, story_id
     if threshold is None:
         threshold = config.coverage_threshold
-    raw = read_text(source, max_bytes=max_bytes, display=path)
-    data = parse_artifact_text(raw, parsed_kind, source.name, path)
-    content = check_content(
-        parsed_kind, data, source=path, threshold=threshold, today=datetime.now(UTC).date()
+    raw = read_text(source, max_bytes=config.max_file_bytes, display=display)
+    data = parse_artifact_text(raw, kind, source.name, display)
+    content = validate_alone(
+        kind, data, source=display, threshold=threshold, today=datetime.now(UTC).date()
     )
-    if as_json:
-        emit_json({"file": path, "kind": parsed_kind.value, "valid": True, "content": content})
-    else:
-        echo(f"{path}: valid {parsed_kind.value}")
+    return content, None
 
 
 @artifact.command("schema")
