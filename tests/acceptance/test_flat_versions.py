@@ -1,7 +1,7 @@
 """Every version keeps a file of its own in the flat layout, whose names are stamped to the
 minute: a second code review (or proof) in the same minute is ``…-HHMM-2.md``, through
-``storyflow artifact submit`` and through ``storyflow run``; ``storyflow sync`` rebuilds every
-version from them."""
+``storyflow artifact submit`` and through ``storyflow run``; ``storyflow sync`` submits files
+it finds in the order they were written and rebuilds every version from them."""
 
 from __future__ import annotations
 
@@ -146,3 +146,28 @@ def test_a_run_whose_review_fails_then_passes_in_one_minute_keeps_both_reviews(
     assert fail["verdict"] == "FAIL"
     assert ok(workspace.run("check", "--json")).code == 0
     _assert_a_fresh_clone_rebuilds_every_version(workspace, clones, story)
+
+
+def test_sync_submits_the_files_it_finds_in_the_order_they_were_written(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """Files no Agent Log row names (copied in by hand, say) are submitted oldest first, in
+    the workspace and in a fresh clone alike: by the name alone "-2.md" sorts before ".md"
+    and "-10" before "-9"."""
+    flow, story = _flat_story(workspace, Status.READY_FOR_CODE_REVIEW)
+    folder = flow.path(story).parent
+    verdicts = {"": "FAIL", "-2": "FAIL", "-9": "FAIL", "-10": "PASS"}
+    for serial, verdict in verdicts.items():
+        findings = [{"severity": "high", "message": f"bug {serial}"}] if verdict == "FAIL" else []
+        text = markdown_artifact(review_data(verdict, findings=findings), "Review", {})
+        (folder / f"CODE-REVIEW-{story}-20260302-1504{serial}.md").write_text(text, "utf-8")
+    fresh = clones.fresh(workspace)
+    for ws in (workspace, fresh):
+        ok(ws.run("sync"))
+        reviews = _versions(ws, story, "code_review")
+        assert [(r["version"], r["path"], r["verdict"]) for r in reviews] == [
+            (n, f"CODE-REVIEW-{story}-20260302-1504{serial}.md", verdict)
+            for n, (serial, verdict) in enumerate(verdicts.items(), start=1)
+        ], ws.root
+        latest = ok(ws.run("artifact", "show", story, "code_review", "--json")).json
+        assert latest["verdict"] == "PASS"

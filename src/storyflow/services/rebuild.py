@@ -181,6 +181,8 @@ def prepare_story(
         if sha is not None and sha in registered:
             result.new_artifacts.remove((scanned, kind))
             result.records.append(_record(scanned, sha, story, kind))
+    layout = LAYOUTS[epic.layout]  # submitted afterwards in the order they were written
+    result.new_artifacts.sort(key=lambda a: layout.written_order(a[1], a[0].name, story.id))
     kept = {a["version"] for a in out.artifacts if a["kind"] is ArtifactKind.ELABORATION}
     out.approvals = [{**a, "story_id": story_id} for a in history.approvals if a["version"] in kept]
     return result, out

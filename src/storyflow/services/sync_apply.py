@@ -207,6 +207,8 @@ class Session:
                 held = True
                 continue
             new.append((scanned, kind))
+        layout = LAYOUTS[item.epic.layout]
+        new.sort(key=lambda a: layout.written_order(a[1], a[0].name, story.id))
         return new, held
 
     def _changed_story_file(
