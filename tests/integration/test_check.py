@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from storyflow.domain.budgets import Enforcement
 from storyflow.domain.findings import CHECK_CODES
 from storyflow.domain.layouts import LayoutName
 from storyflow.domain.model import AcceptancePart
@@ -283,6 +284,33 @@ def test_tokens_are_not_asked_of_an_epic_whose_acceptance_rule_leaves_them_out(
     assert plans.found() == []
     _set_acceptance(ctx, AcceptancePart.REUSE, AcceptancePart.TOKENS)
     assert [f.code for f in plans.check().findings] == ["CHECK_TOKENS_MISSING"]
+
+
+@pytest.mark.parametrize("story_id", ["FLOW-001", "REVI-001"])  # YAML and Markdown files
+def test_a_hand_edited_token_budget_is_drift_until_rendered(plans: Plans, story_id: str) -> None:
+    path = plans.path(story_id)
+    total = re.search(r"total_used: (\d+)", path.read_text(encoding="utf-8"))
+    assert total is not None
+    edit(path, total.group(0), f"total_used: {int(total.group(1)) + 1}")
+    [finding] = plans.check().findings
+    assert (finding.code, finding.file) == ("CHECK_TOKEN_BUDGET_DRIFT", plans.rel(path))
+    assert f"total_used ({int(total.group(1)) + 1} in the file, {total.group(1)} in" in (
+        finding.message
+    )
+    assert finding.line == line_of(path, r"^token_budget:|^## Token Budget")
+    assert finding.hint.startswith(f"storyflow story render {story_id}")
+    plans.ws.cli("story", "render", story_id)
+    assert plans.found() == []
+
+
+def test_an_epic_update_re_renders_its_stories_token_budgets(plans: Plans) -> None:
+    """The section follows the epic's enforcement and budgets: changing them re-renders
+    every story file of the epic, so nothing is left stale (and check stays clean)."""
+    epics.update_epic(plans.ctx, "FLOW", enforcement=Enforcement.WARNING)
+    for story_id in ("FLOW-001", "FLOW-002", "FLOW-003"):
+        assert "enforcement: warning" in plans.path(story_id).read_text(encoding="utf-8")
+    assert "enforcement: advisory" in plans.path("REVI-001").read_text(encoding="utf-8")
+    assert plans.found() == []
 
 
 # ---- names, places, folders -------------------------------------------------------------------

@@ -11,7 +11,14 @@ from enum import StrEnum
 from typing import Any
 
 from storyflow.domain.budgets import BudgetPhase
-from storyflow.domain.model import PRIORITIES, PRIORITY_ALIASES, AgentLogRow, Epic, Story
+from storyflow.domain.model import (
+    PRIORITIES,
+    PRIORITY_ALIASES,
+    AgentLogRow,
+    Epic,
+    LedgerEntry,
+    Story,
+)
 from storyflow.domain.statuses import Status, parse_status
 from storyflow.domain.transitions import PHASE_RUN_MARKERS
 from storyflow.errors import InvalidInput
@@ -27,6 +34,7 @@ class AuditRows:
     chain_breaks: dict[str, int]  # story -> first sequence number off its hash chain
     entered: dict[str, frozenset[Status]]  # statuses each story entered by a transition
     token_phases: dict[str, frozenset[BudgetPhase]]  # phases with tokens in the ledger
+    ledger: dict[str, list[LedgerEntry]]  # story -> its ledger, in order (the Token Budget)
     submitted: dict[tuple[str, str], str]  # (story, sha256) -> first submission, ISO time
 
 

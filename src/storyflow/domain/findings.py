@@ -133,6 +133,12 @@ CHECK_CODES: dict[str, CheckCode] = _table(
         "restore the database from a backup, or rebuild it from the files (storyflow sync)",
     ),
     (
+        "CHECK_TOKEN_BUDGET_DRIFT",
+        "The story file's Token Budget section differs from what the ledger and the epic's "
+        "budgets render (edited by hand, or stale).",
+        "storyflow story render ID re-renders it; storyflow token log records usage",
+    ),
+    (
         "CHECK_TOKENS_MISSING",
         "A completed story has no tokens recorded for a phase that ran (when its epic's "
         "acceptance rule asks for tokens, as it does by default).",

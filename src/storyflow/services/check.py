@@ -26,6 +26,7 @@ from storyflow.services.check_folders import StoryFolder, discover
 from storyflow.services.check_stories import StoryCheck, check_folder
 from storyflow.services.context import Context
 from storyflow.services.links import LinkChecker
+from storyflow.services.projection import effective_budgets
 
 REFERENCE_DIR = "docs/reference"
 DOC_FILES = ("README.md", "AGENTS.md")
@@ -189,6 +190,7 @@ def _check_folders(
 
     epics = {e.prefix: e for e in audit.epics}
     stories = {s.id: s for s in audit.stories}
+    budgets = {prefix: effective_budgets(ctx, epic) for prefix, epic in epics.items()}
     today = ctx.now().date()
     out = _Folders()
     for story_id, folders in sorted(groups.items()):
@@ -227,6 +229,7 @@ def _check_folders(
                 today=today,
                 threshold=(epic.settings if epic else ctx.config).coverage_threshold,
                 validate=validate,
+                budgets=budgets.get(epic.prefix) if epic else None,
             )
             check_folder(ctx.files, item)
             out.findings += item.findings

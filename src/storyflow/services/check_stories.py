@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from storyflow.domain import gates
 from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
+from storyflow.domain.budgets import BudgetPhase, PhaseBudget
 from storyflow.domain.checks import (
     AuditRows,
     LogIssueKind,
@@ -29,6 +30,7 @@ from storyflow.domain.statuses import Status, parse_status
 from storyflow.errors import StoryflowError
 from storyflow.services.check_folders import StoryFolder, infer_layout
 from storyflow.services.ports import FilesPort
+from storyflow.services.projection import token_budget_block
 from storyflow.services.source_lines import SourceLines, scan_lines
 
 # The engine's own files in a story folder (adapters/files/story_files.ENGINE_FILES; a test
@@ -50,6 +52,7 @@ class StoryCheck:
     today: date
     threshold: float
     validate: Validate
+    budgets: Mapping[BudgetPhase, PhaseBudget] | None = None  # the epic's, for Token Budget
     findings: list[Finding] = field(default_factory=list)
     files_read: int = 0
     depends_on: list[str] | None = None  # from the story file, for the dependency graph
@@ -190,6 +193,7 @@ def _check_story_file(
             line=lines.of(drift.field),
         )
     _check_log(item, content.get("agent_log"), lines, path)
+    _check_token_budget(item, content.get("token_budget"), lines, path)
     if story.status is Status.COMPLETED and _asks_for_tokens(item.epic):
         missing = unrecorded_phases(
             item.audit.entered.get(story.id, frozenset()),
@@ -205,6 +209,42 @@ def _check_story_file(
                 hint=f"storyflow token log {story.id} {missing[0].value} --input N --output M",
             )
     return story.status
+
+
+def _check_token_budget(item: StoryCheck, found: Any, lines: SourceLines, path: str) -> None:
+    """The Token Budget section is rendered from the ledger and the epic's budgets, never
+    edited by hand: a section that says otherwise (edited, or stale after an epic's budget
+    settings changed) is drift. A file without the section is left to the projection."""
+    story, epic = item.story, item.epic
+    if story is None or epic is None or item.budgets is None or found is None:
+        return
+    expected = token_budget_block(item.budgets, story, epic, item.audit.ledger.get(story.id, []))
+    if not isinstance(found, dict):
+        differ = ["the whole section"]
+    else:
+        differ = [
+            f"{key} ({_short(found.get(key))} in the file, {_short(value)} in the database)"
+            for key, value in expected.items()
+            if found.get(key) != value
+        ]
+    if differ:
+        item.add(
+            "CHECK_TOKEN_BUDGET_DRIFT",
+            "the Token Budget section differs from the ledger and budgets: " + "; ".join(differ),
+            file=path,
+            line=lines.of("token_budget"),
+            hint=f"storyflow story render {story.id} re-renders it (the section is never "
+            "edited by hand; storyflow token log records usage)",
+        )
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: scalars as they are, lists and maps by size."""
+    if isinstance(value, list):
+        return f"{len(value)} entries"
+    if isinstance(value, dict):
+        return "a different mapping"
+    return repr(value)
 
 
 def _asks_for_tokens(epic: Epic | None) -> bool:

@@ -12,6 +12,7 @@ from storyflow.domain.layouts import LayoutName, default_root
 from storyflow.domain.model import Epic, EpicSettings, parse_prefix
 from storyflow.errors import InvalidInput
 from storyflow.services.context import Context
+from storyflow.services.projection import render_epic_stories, renders_budgets_anew
 from storyflow.services.unit_of_work import change
 
 
@@ -127,6 +128,8 @@ def update_epic(
             actor=ctx.actor,
             payload=updated.settings.to_json(),
         )
+    if renders_budgets_anew(epic, updated):
+        render_epic_stories(ctx, updated)
     return updated
 
 

@@ -40,7 +40,12 @@ from storyflow.services.plan_targets import (
     update_story,
 )
 from storyflow.services.ports import PendingWritesPort, PlanFilesPort
-from storyflow.services.projection import EVERY_FIELD, render_after_commit
+from storyflow.services.projection import (
+    EVERY_FIELD,
+    render_after_commit,
+    render_epic_stories,
+    renders_budgets_anew,
+)
 from storyflow.services.unit_of_work import change
 
 EPIC_FIELDS = ("title", "layout", "root", "timezone")
@@ -106,6 +111,8 @@ def import_plan(
     ctx.files.epic_root(epic).mkdir(parents=True, exist_ok=True)
     for story_id in renders:
         render_after_commit(ctx, epic, story_id, written=EVERY_FIELD)
+    if renders_budgets_anew(current_epic, epic):
+        render_epic_stories(ctx, epic, skip=renders)
     _apply_moves(ctx, report)
     return report
 

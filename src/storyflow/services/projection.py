@@ -125,6 +125,22 @@ def check_story_file(ctx: Context, epic: Epic, story: Story) -> None:
     ctx.files.check_renderable(epic, story)
 
 
+def renders_budgets_anew(before: Epic | None, after: Epic) -> bool:
+    """Whether an epic's change alters its stories' Token Budget sections (rendered from
+    the epic's budgets and enforcement): their files must then be re-rendered."""
+    if before is None:
+        return False
+    old, new = before.settings, after.settings
+    return old.enforcement != new.enforcement or old.budgets != new.budgets
+
+
+def render_epic_stories(ctx: Context, epic: Epic, *, skip: Collection[str] = ()) -> None:
+    """Re-render the story files of ``epic`` (after a change of its budget settings)."""
+    for story in ctx.store.list_stories(epic=epic.prefix):
+        if story.id not in skip:
+            render_after_commit(ctx, epic, story.id)
+
+
 def render_after_commit(
     ctx: Context,
     epic: Epic,

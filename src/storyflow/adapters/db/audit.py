@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from storyflow.domain.budgets import BudgetPhase
 from storyflow.domain.checks import AuditRows
-from storyflow.domain.model import AgentLogRow
+from storyflow.domain.model import AgentLogRow, LedgerEntry
 from storyflow.domain.statuses import Status
 
 if TYPE_CHECKING:
@@ -23,8 +23,10 @@ ORDER BY story_id, seq
 Q_AUDIT_ENTERED = """
 SELECT DISTINCT story_id, to_status FROM workflow_transitions WHERE from_status IS NOT NULL
 """
-Q_AUDIT_TOKEN_PHASES = """
-SELECT DISTINCT story_id, phase FROM workflow_token_logs WHERE total_tokens > 0
+Q_AUDIT_LEDGER = """
+SELECT story_id, phase, agent, model, input_tokens, output_tokens, cache_read_tokens,
+    cache_write_tokens, total_tokens, cost_usd, source, run_id, created_at
+FROM workflow_token_logs ORDER BY story_id, id
 """
 Q_AUDIT_SUBMITTED = """
 SELECT story_id, sha256, MIN(submitted_at) AS submitted_at FROM artifact_versions
@@ -33,7 +35,7 @@ GROUP BY story_id, sha256
 
 
 def read_audit_rows(store: Store) -> AuditRows:
-    from storyflow.adapters.db.store import log_row_hash
+    from storyflow.adapters.db.store import ledger_entry, log_row_hash
 
     conn = store.conn
     log: dict[str, list[AgentLogRow]] = defaultdict(list)
@@ -53,8 +55,12 @@ def read_audit_rows(store: Store) -> AuditRows:
     for r in conn.fetchall(Q_AUDIT_ENTERED):
         entered[r["story_id"]].add(Status(r["to_status"]))
     phases: dict[str, set[BudgetPhase]] = defaultdict(set)
-    for r in conn.fetchall(Q_AUDIT_TOKEN_PHASES):
-        phases[r["story_id"]].add(BudgetPhase(r["phase"]))
+    ledger: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for r in conn.fetchall(Q_AUDIT_LEDGER):
+        entry = ledger_entry(r)
+        ledger[entry.story_id].append(entry)
+        if entry.total_tokens > 0:
+            phases[entry.story_id].add(entry.phase)
     submitted = {
         (r["story_id"], r["sha256"]): str(r["submitted_at"])
         for r in conn.fetchall(Q_AUDIT_SUBMITTED)
@@ -66,5 +72,6 @@ def read_audit_rows(store: Store) -> AuditRows:
         chain_breaks=chain_breaks,
         entered={k: frozenset(v) for k, v in entered.items()},
         token_phases={k: frozenset(v) for k, v in phases.items()},
+        ledger=dict(ledger),
         submitted=submitted,
     )

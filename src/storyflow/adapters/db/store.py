@@ -62,6 +62,25 @@ def _story_filter(
     return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 
+def ledger_entry(r: Row) -> LedgerEntry:
+    """A row of workflow_token_logs (the columns of Q_LEDGER) as a ledger entry."""
+    return LedgerEntry(
+        story_id=r["story_id"],
+        phase=BudgetPhase(r["phase"]),
+        agent=r["agent"],
+        model=r["model"],
+        input_tokens=int(r["input_tokens"]),
+        output_tokens=int(r["output_tokens"]),
+        cache_read_tokens=int(r["cache_read_tokens"]),
+        cache_write_tokens=int(r["cache_write_tokens"]),
+        total_tokens=int(r["total_tokens"]),
+        cost_usd=r["cost_usd"],
+        source=r["source"],
+        run_id=r["run_id"],
+        created_at=parse_ts(r["created_at"]),
+    )
+
+
 def _story_json_sql(dialect: str) -> str:
     """One story row (alias ``s``) as a JSON object in the shape of ``story_json``, built by
     the database: same keys, same order, same values. Timestamps are stored with ``Z`` and
@@ -1065,24 +1084,7 @@ class Store:
         return int(row["version"])
 
     def ledger(self, story_id: str) -> list[LedgerEntry]:
-        return [
-            LedgerEntry(
-                story_id=r["story_id"],
-                phase=BudgetPhase(r["phase"]),
-                agent=r["agent"],
-                model=r["model"],
-                input_tokens=int(r["input_tokens"]),
-                output_tokens=int(r["output_tokens"]),
-                cache_read_tokens=int(r["cache_read_tokens"]),
-                cache_write_tokens=int(r["cache_write_tokens"]),
-                total_tokens=int(r["total_tokens"]),
-                cost_usd=r["cost_usd"],
-                source=r["source"],
-                run_id=r["run_id"],
-                created_at=parse_ts(r["created_at"]),
-            )
-            for r in self.conn.fetchall(Q_LEDGER, {"story_id": story_id})
-        ]
+        return [ledger_entry(r) for r in self.conn.fetchall(Q_LEDGER, {"story_id": story_id})]
 
     def epic_ledger_totals(self, epic: str) -> list[Row]:
         return self.conn.fetchall(Q_EPIC_LEDGER_TOTALS, {"epic": epic})
