@@ -204,6 +204,8 @@ def _wait(condition: Any, timeout: float = 30.0) -> None:
 
 def test_models_show_and_check_through_the_executable(workspace: Workspace) -> None:
     ws = workspace
+    ok(ws.run("epic", "new", "FLOW", "--title", "Flow"))
+    ok(ws.run("story", "new", "FLOW", "--title", "One"))  # models show --story needs it
     (ws.root / "models.yaml").write_text(
         yaml.safe_dump(
             {
@@ -213,7 +215,7 @@ def test_models_show_and_check_through_the_executable(workspace: Workspace) -> N
                 "assignments": {
                     "default": "claude-sonnet-4",
                     "phases": {"review": "house"},
-                    "stories": {"FLOW-007": {"roles": {"qa": "gpt-4o"}}},
+                    "stories": {"FLOW-001": {"roles": {"qa": "gpt-4o"}}},
                 },
             }
         ),
@@ -228,8 +230,8 @@ def test_models_show_and_check_through_the_executable(workspace: Workspace) -> N
         "assignments.phases.review",
     )
     assert ok(ws.run("models", "check", "--json")).json["ok"] is True
-    table = ok(ws.run("models", "show", "--story", "FLOW-007")).stdout
-    assert "assignments.stories.FLOW-007.roles.qa" in table
+    table = ok(ws.run("models", "show", "--story", "FLOW-001")).stdout
+    assert "assignments.stories.FLOW-001.roles.qa" in table
 
     text = (ws.root / "models.yaml").read_text("utf-8")
     (ws.root / "models.yaml").write_text(
@@ -239,7 +241,7 @@ def test_models_show_and_check_through_the_executable(workspace: Workspace) -> N
     error = error_body(ws.run("models", "check", "--json"), 3, "MODEL_ASSIGNMENT_INVALID")
     assert [(f["key"], f["problem"]) for f in error["details"]["findings"]] == [
         ("assignments.phases.review", "unknown model 'gpt-9'"),
-        ("assignments.stories.FLOW-007.roles.tester", "unknown role 'tester'"),
+        ("assignments.stories.FLOW-001.roles.tester", "unknown role 'tester'"),
     ]
     human = ws.run("models", "check")
     assert human.code == 3
@@ -250,6 +252,8 @@ def test_models_show_and_check_through_the_executable(workspace: Workspace) -> N
     assert refused["details"]["key"] == "assignments.phases.review"
     assert refused["details"]["source"] == "models.yaml"
     shown = ws.run("models", "show")
+    assert shown.code == 0 and "unknown model 'gpt-9'" in shown.stderr
+    shown = ws.run("models", "show", "--story", "FLOW-001")  # its check reads the same config
     assert shown.code == 0 and "unknown model 'gpt-9'" in shown.stderr
 
 

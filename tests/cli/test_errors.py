@@ -250,6 +250,35 @@ def test_unknown_artifact_kind(seeded: Seeded, kind: str) -> None:
         check_plain_error(schema, "INVALID_KIND", 7)
 
 
+# ---- unknown epics, stories and event types in the read-only views -------------------------
+
+UNKNOWN_IN_VIEWS: list[tuple[tuple[str, ...], str]] = [
+    (("models", "show", "--story", "NOPE-001"), "STORY_NOT_FOUND"),
+    (("models", "show", "--story", "FLOW-099"), "STORY_NOT_FOUND"),
+    (("models", "show", "--epic", "NOPE"), "EPIC_NOT_FOUND"),
+    (("models", "show", "--epic", "FLOW", "--story", "FLOW-099"), "STORY_NOT_FOUND"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"), UNKNOWN_IN_VIEWS, ids=[" ".join(args) for args, _ in UNKNOWN_IN_VIEWS]
+)
+def test_unknown_epic_story_or_event_type_in_a_view(
+    seeded: Seeded, args: tuple[str, ...], code: str
+) -> None:
+    """Refused as every other command refuses them, not shown as an empty or default table."""
+    with unchanged(seeded.ws):
+        refuse(seeded.ws, *args, code=code)
+
+
+def test_models_show_for_a_known_epic_or_story(seeded: Seeded) -> None:
+    ws = seeded.ws
+    for args, scope in [(("--epic", "FLOW"), "FLOW"), (("--story", "REVI-001"), "REVI-001")]:
+        shown = ws.cli("models", "show", *args, "--json")
+        assert shown.code == 0, shown
+        assert {row["scope"] for row in shown.json["effective"]} == {scope}
+
+
 # ---- duplicates -------------------------------------------------------------------------------
 
 

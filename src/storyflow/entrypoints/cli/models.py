@@ -1,6 +1,7 @@
 """storyflow models show, models check: the model catalogue and its assignments.
 
-Neither command opens the database: they read storyflow.yaml (and models.yaml beside it).
+Both read storyflow.yaml (and models.yaml beside it); only ``models show --epic|--story``
+opens the database, to refuse an epic or story that does not exist.
 """
 
 from __future__ import annotations
@@ -28,6 +29,23 @@ def _config() -> Config:
     )
 
 
+def _require(config: Config, epic: str | None, story: str | None) -> None:
+    """Refuse an unknown epic or story (exit 6) as every other command does."""
+    from storyflow.bootstrap import open_context
+
+    # the lenient config: an assignment problem is shown as a finding, not refused here
+    ctx = open_context(config)
+    try:
+        if story is not None:
+            ctx.story(story)
+        if epic is not None:
+            ctx.epic(epic)
+    finally:
+        ctx.store.close()
+        for warning in ctx.warnings:
+            click.echo(f"storyflow: warning: {warning}", err=True)
+
+
 @click.group()
 def models() -> None:
     """The model catalogue (prices) and which model runs each phase."""
@@ -53,7 +71,10 @@ def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
     if story is not None:
         parse_story_id(story)
         story = story.strip()
-    data = show(_config(), epic=epic, story=story)
+    config = _config()
+    if epic is not None or story is not None:
+        _require(config, epic, story)
+    data = show(config, epic=epic, story=story)
     if as_json:
         emit_json(data)
         return
