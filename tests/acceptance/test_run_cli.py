@@ -106,6 +106,10 @@ def test_soft_gate_pauses_until_the_overrun_is_confirmed(workspace: Workspace) -
     shown = workspace.run("story", "show", story, "--json").json
     assert shown["status"] == "in-progress" and shown["lock"] is None
     assert shown["artifacts"]["proof"]["version"] == 1
+    # what the person must do: confirm, not "implement, submit the proof" again
+    assert shown["next_action"].endswith(
+        f"storyflow story move {story} ready-for-code-review --confirm-budget --reason '...'"
+    )
     again = workspace.run("run", story, "--json")  # the recorded pause, no agent
     assert again.code == 4 and again.json["error"]["details"]["recorded"] is True
     assert again.json["error"]["details"]["run_id"] == paused.json["error"]["details"]["run_id"]
@@ -115,6 +119,7 @@ def test_soft_gate_pauses_until_the_overrun_is_confirmed(workspace: Workspace) -
         "story", "move", story, "ready-for-code-review", "--confirm-budget", "--reason", "ok"
     )
     assert confirmed.code == 0, confirmed
+    assert "confirm" not in workspace.run("story", "show", story, "--json").json["next_action"]
     assert workspace.run("run", story, "--json").json["phase"] == "review"
 
 
@@ -179,6 +184,9 @@ def test_an_epic_that_asks_for_approval_pauses_its_stories_until_approved(
     assert f"storyflow approve {waiting}" in again.json["error"]["hint"]
     assert len(runs_of(ctx, waiting)) == 2
     assert workspace.run("run", "--epic", "FLOW", "--json").json["runs"] == []
+    next_action = workspace.run("story", "show", waiting, "--json").json["next_action"]
+    assert f"storyflow approve {waiting} --by NAME, then storyflow run {waiting}" in next_action
+    assert "submit the elaboration" not in next_action
 
     assert workspace.run("approve", waiting, "--by", "pm-lead").code == 0
     done = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json")

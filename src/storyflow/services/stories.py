@@ -467,7 +467,7 @@ def show_story(ctx: Context, story_id: str) -> dict[str, Any]:
     epic = ctx.epic(story.epic)
     data = story_json(story)
     data["details"] = story.details  # plan metadata: feature, goal, gates, …
-    data["next_action"] = next_action(story.status, story.id)
+    data["next_action"] = _paused_action(ctx, story) or next_action(story.status, story.id)
     folder = ctx.files.rel(ctx.files.locate(epic, story))
     data["path"] = f"{folder}/{ctx.files.layout(epic).story_file_name(story.id)}"
     artifacts: dict[str, dict[str, Any]] = {}
@@ -489,6 +489,34 @@ def show_story(ctx: Context, story_id: str) -> dict[str, Any]:
     data["lock"] = ctx.store.active_lease(story.id, ctx.now())
     data["last_events"] = ctx.store.recent_events(story.id, 10)
     return data
+
+
+def _paused_action(ctx: Context, story: Story) -> str | None:
+    """For a story whose last phase run finished but paused (a soft_gate budget, or an
+    approval the edge needs) and that has not moved since: what the person must do. The
+    status's own next action would ask again for the artifact the run already gave."""
+    from datetime import datetime
+
+    from storyflow.domain.phases import PHASES, PhaseName
+
+    run = ctx.store.run_store().last_run(story.id)
+    if run is None or run["status"] != "paused" or not run["finished_at"]:
+        return None
+    if story.status_changed_at > datetime.fromisoformat(run["finished_at"]):
+        return None  # moved on since (confirmed, approved, or moved by hand)
+    try:
+        target = PHASES[PhaseName(run["phase"])].edge_for(run["verdict"]).value
+    except (ValueError, StoryflowError):
+        return None
+    if run["error_code"] == "AWAITING_APPROVAL":
+        return (
+            f"the {run['phase']} run is done and waits ({run['error_message']}): storyflow "
+            f"approve {story.id} --by NAME, then storyflow run {story.id} takes it to {target}"
+        )
+    return (
+        f"the {run['phase']} run is done and its tokens passed the soft_gate limit: confirm "
+        f"to go on: storyflow story move {story.id} {target} --confirm-budget --reason '...'"
+    )
 
 
 def history(ctx: Context, story_id: str) -> list[dict[str, Any]]:

@@ -119,6 +119,10 @@ Q_RUNS_OF = f"""
 SELECT {RUN_COLUMNS} FROM runs WHERE story_id = :story_id AND phase = :phase
 ORDER BY started_at, id
 """
+Q_LAST_RUN = f"""
+SELECT {RUN_COLUMNS} FROM runs WHERE story_id = :story_id ORDER BY started_at DESC, id DESC
+LIMIT 1
+"""
 Q_SUCCEEDED_ONCE = """
 SELECT 1 AS one FROM runs WHERE story_id = :story_id AND status = 'succeeded' LIMIT 1
 """
@@ -312,6 +316,11 @@ class RunStore:
         return [
             _run(r) for r in self.conn.fetchall(Q_RUNS_OF, {"story_id": story_id, "phase": phase})
         ]
+
+    def last_run(self, story_id: str) -> Row | None:
+        """The story's most recent run, of any phase."""
+        row = self.conn.fetchone(Q_LAST_RUN, {"story_id": story_id})
+        return None if row is None else _run(row)
 
     def succeeded_once(self, story_id: str) -> bool:
         """Whether any phase of the story has run to a recorded success."""
