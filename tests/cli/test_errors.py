@@ -257,6 +257,8 @@ UNKNOWN_IN_VIEWS: list[tuple[tuple[str, ...], str]] = [
     (("models", "show", "--story", "FLOW-099"), "STORY_NOT_FOUND"),
     (("models", "show", "--epic", "NOPE"), "EPIC_NOT_FOUND"),
     (("models", "show", "--epic", "FLOW", "--story", "FLOW-099"), "STORY_NOT_FOUND"),
+    (("trace", "FLOW-001", "--type", "bogus"), "INVALID_INPUT"),
+    (("trace", "--workspace", "--type", "transition", "--type", "Transition"), "INVALID_INPUT"),
 ]
 
 
@@ -268,7 +270,9 @@ def test_unknown_epic_story_or_event_type_in_a_view(
 ) -> None:
     """Refused as every other command refuses them, not shown as an empty or default table."""
     with unchanged(seeded.ws):
-        refuse(seeded.ws, *args, code=code)
+        error = refuse(seeded.ws, *args, code=code)
+    if code == "INVALID_INPUT":
+        assert "phase_start" in error["hint"] and "transition" in error["hint"]  # the types
 
 
 def test_models_show_for_a_known_epic_or_story(seeded: Seeded) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from storyflow.config import Config
+from storyflow.domain.events import EVENT_TYPES, parse_event_type
 from storyflow.entrypoints.cli.common import echo, emit_json, json_option, option, service_context
 from storyflow.entrypoints.cli.render import (
     render_metrics,
@@ -37,7 +38,12 @@ def _config() -> Config:
     help="The workspace trace: every event, of every story and of none.",
 )
 @option("--follow", "-f", is_flag=True, help="Keep printing new lines until interrupted (Ctrl-C).")
-@option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+@option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Only events of this type (repeatable): " + ", ".join(EVENT_TYPES) + ".",
+)
 @option("--tail", type=click.IntRange(min=0), help="Start with only the last N lines.")
 @option(
     "--export-otlp",
@@ -70,12 +76,12 @@ def trace(
     if story_id is not None:
         parse_story_id(story_id)
         story_id = story_id.strip()
+    wanted = {parse_event_type(t) for t in types}  # a typo would match nothing, silently
     config = _config()
     tracer = open_tracer(config)
     if story_id is not None and not tracer.path_for(story_id).exists():
         with service_context() as ctx:
             ctx.story(story_id)  # not found: exit 6; found: it has no events yet
-    wanted = set(types)
 
     def keep(text: str) -> dict[str, Any] | None:
         line = parse_line(text)
