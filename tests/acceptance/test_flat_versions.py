@@ -171,3 +171,37 @@ def test_sync_submits_the_files_it_finds_in_the_order_they_were_written(
         ], ws.root
         latest = ok(ws.run("artifact", "show", story, "code_review", "--json")).json
         assert latest["verdict"] == "PASS"
+
+
+def test_a_retried_attempt_replaces_the_failed_attempts_file(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """A failed attempt's file was never a version: the retry, in the same minute, writes
+    over it rather than beside it (left beside it, check and sync would find a stray file
+    they cannot read)."""
+    scenario(
+        workspace,
+        {
+            "defaults": {"delay": 0, "usage": {"input": 100, "output": 20}},
+            "rules": [
+                {"stories": ["REVI-001"], "phase": "implement", "attempt": 1, "fail": "garbage"}
+            ],
+        },
+    )
+    configure(workspace, {"scenario": "scenario.yaml"})
+    flow = Flow(workspace)
+    flow.epic("REVI", "--layout", "flat", "--tz", "America/Denver")
+    story = flow.story("REVI")
+    _fresh_minute(margin=30)
+    ran = workspace.run("run", "--epic", "REVI", timeout=120)
+    assert ran.code == 0, ran
+    assert ok(workspace.run("story", "show", story, "--json")).json["status"] == "completed"
+    folder = flow.path(story).parent
+    proofs = _versions(workspace, story, "proof")
+    assert len(proofs) == 1
+    assert sorted(p.name for p in folder.glob("PROOF-*")) == [proofs[0]["path"]]
+    _assert_each_version_has_its_file(workspace, story, folder, "proof")
+    assert ok(workspace.run("check", "--json")).code == 0
+    synced = ok(workspace.run("sync", "--json")).json
+    assert synced["problems"] == [] and synced["changes"] == []
+    _assert_a_fresh_clone_rebuilds_every_version(workspace, clones, story)

@@ -83,10 +83,11 @@ class Layout:
         self, kind: ArtifactKind, story_id: str, at: datetime, existing: Iterable[str]
     ) -> str:
         """The name for a new ``kind`` file stamped ``at`` that none of ``existing`` (the
-        story folder's files) has: every version keeps a file of its own. Within one minute
-        the serial goes past the highest already there, so the new file also sorts last
-        (``stamp_key``) when an earlier one was removed. Fixed names (the QA gate, the staged
-        layout's) are returned as they are: the database keeps their versions."""
+        names in use: the story folder's files, or its stored versions' paths) has, so every
+        version keeps a file of its own. Within one minute the serial goes past the highest
+        in use, so the new file also sorts last (``stamp_key``) when an earlier one was
+        removed. Fixed names (the QA gate, the staged layout's) are returned as they are:
+        the database keeps their versions."""
         if not self.is_timestamped(kind):
             return self.artifact_file_name(kind, story_id, at)
         minute = at.strftime(STAMP_FORMAT)

@@ -29,11 +29,12 @@ def _request(ctx: Context, env: RunEnv, s: Started, monitor_timeout: float) -> A
     folder = ctx.files.locate(epic, story)
     layout = ctx.files.layout(epic)
     local = ctx.now().astimezone(ZoneInfo(epic.timezone))
-    # A name no file in the folder has: an earlier version written in the same minute (a
-    # failed review and its fix's review) keeps its own file.
-    existing = ctx.files.folder_files(epic, story)
+    # A name no stored version has: an earlier version written in the same minute (a failed
+    # review, then the review after the fix) keeps its file. A file no version has (a failed
+    # attempt's) is written over, as the retry replaces that attempt.
+    stored = [a.path for a in ctx.store.list_artifacts(story.id)]
     files = {
-        k.value: folder / layout.new_artifact_file_name(k, story.id, local, existing)
+        k.value: folder / layout.new_artifact_file_name(k, story.id, local, stored)
         for k in phase.produces
         if k is not ArtifactKind.STORY
     }
