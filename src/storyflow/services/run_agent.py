@@ -31,12 +31,16 @@ def _request(ctx: Context, env: RunEnv, s: Started, monitor_timeout: float) -> A
     local = ctx.now().astimezone(ZoneInfo(epic.timezone))
     # A name no stored version has: an earlier version written in the same minute (a failed
     # review, then the review after the fix) keeps its file. A file no version has (a failed
-    # attempt's) is written over, as the retry replaces that attempt.
-    stored = [a.path for a in ctx.store.list_artifacts(story.id)]
+    # attempt's) is written over, as the retry replaces that attempt. Fixed names (the
+    # staged layout's) need no look at the versions.
+    kinds = [k for k in phase.produces if k is not ArtifactKind.STORY]
+    stored = (
+        [a.path for a in ctx.store.list_artifacts(story.id)]
+        if any(layout.is_timestamped(k) for k in kinds)
+        else []
+    )
     files = {
-        k.value: folder / layout.new_artifact_file_name(k, story.id, local, stored)
-        for k in phase.produces
-        if k is not ArtifactKind.STORY
+        k.value: folder / layout.new_artifact_file_name(k, story.id, local, stored) for k in kinds
     }
     return AgentRequest(
         run_id=s.run_id,
