@@ -37,6 +37,20 @@ def _flat_story(ws: Workspace, target: Status) -> tuple[Flow, str]:
     return flow, story
 
 
+def _run_one_flat_story(ws: Workspace) -> tuple[str, Path]:
+    """``run --epic`` of a flat epic's one story (scenario.yaml in place), within one minute:
+    the story and its folder, once it is completed."""
+    configure(ws, {"scenario": "scenario.yaml"})
+    flow = Flow(ws)
+    flow.epic("REVI", "--layout", "flat", "--tz", "America/Denver")
+    story = flow.story("REVI")
+    _fresh_minute(margin=30)
+    ran = ws.run("run", "--epic", "REVI", timeout=120)
+    assert ran.code == 0, ran
+    assert ok(ws.run("story", "show", story, "--json")).json["status"] == "completed"
+    return story, flow.path(story).parent
+
+
 def _versions(ws: Workspace, story: str, kind: str) -> list[dict[str, Any]]:
     listed = ok(ws.run("artifact", "list", story, "--json")).json
     return [a for a in listed if a["kind"] == kind]
@@ -127,15 +141,7 @@ def test_a_run_whose_review_fails_then_passes_in_one_minute_keeps_both_reviews(
             ],
         },
     )
-    configure(workspace, {"scenario": "scenario.yaml"})
-    flow = Flow(workspace)
-    flow.epic("REVI", "--layout", "flat", "--tz", "America/Denver")
-    story = flow.story("REVI")
-    _fresh_minute(margin=30)
-    ran = workspace.run("run", "--epic", "REVI", timeout=120)
-    assert ran.code == 0, ran
-    assert ok(workspace.run("story", "show", story, "--json")).json["status"] == "completed"
-    folder = flow.path(story).parent
+    story, folder = _run_one_flat_story(workspace)
     reviews = _versions(workspace, story, "code_review")
     assert [r["verdict"] for r in reviews] == ["FAIL", "PASS"]
     for kind in STAMPED:
@@ -188,15 +194,7 @@ def test_a_retried_attempt_replaces_the_failed_attempts_file(
             ],
         },
     )
-    configure(workspace, {"scenario": "scenario.yaml"})
-    flow = Flow(workspace)
-    flow.epic("REVI", "--layout", "flat", "--tz", "America/Denver")
-    story = flow.story("REVI")
-    _fresh_minute(margin=30)
-    ran = workspace.run("run", "--epic", "REVI", timeout=120)
-    assert ran.code == 0, ran
-    assert ok(workspace.run("story", "show", story, "--json")).json["status"] == "completed"
-    folder = flow.path(story).parent
+    story, folder = _run_one_flat_story(workspace)
     proofs = _versions(workspace, story, "proof")
     assert len(proofs) == 1
     assert sorted(p.name for p in folder.glob("PROOF-*")) == [proofs[0]["path"]]
