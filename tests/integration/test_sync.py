@@ -481,6 +481,14 @@ def test_hand_edited_token_budget_is_reported_and_rerendered(synced: Workspace) 
     assert report.exit_status() == 0
     assert "tokens_used: 150" in path.read_text(encoding="utf-8")
     assert [e.total_tokens for e in synced.ctx().store.ledger("FLOW-001")] == [150]
+    # the keys rendered from the ledger and the epic's budgets, not only its entries
+    for old, new in (("total_used: 150", "total_used: 1"), ("enforcement: advisory", "x: 1")):
+        _edit(path, old, new)
+        report = run_sync(synced.ctx())
+        assert [(p.code, p.warning) for p in report.problems] == [("PROJECTION_EDITED", True)]
+        assert "the Token Budget" in report.problems[0].message
+        text = path.read_text(encoding="utf-8")
+        assert f"{old}\n" in text and f"{new}\n" not in text
 
 
 def test_epic_file_edits_and_database_changes(synced: Workspace, clones: Clones) -> None:

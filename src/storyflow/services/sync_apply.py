@@ -25,7 +25,12 @@ from storyflow.domain.statuses import Status
 from storyflow.errors import StoryflowError
 from storyflow.services import artifacts, stories, transitions
 from storyflow.services.context import Context
-from storyflow.services.projection import EVERY_FIELD, render_after_commit
+from storyflow.services.projection import (
+    EVERY_FIELD,
+    effective_budgets,
+    render_after_commit,
+    token_budget_block,
+)
 from storyflow.services.sync_deferred import DeferredFiles
 from storyflow.services.sync_fields import editable_fields, story_fields
 from storyflow.services.sync_history import ledger, log_rows
@@ -264,7 +269,7 @@ class Session:
         self.report.conflicts.extend(conflicts)
         current = self.ctx.store.get_story(story.id) or story
         reverted = [] if (log.behind or log.tampered) else engine_edits(doc.meta, current)
-        if not (log.behind or log.tampered) and self._budget_edited(doc, current):
+        if not (log.behind or log.tampered) and self._budget_edited(doc, current, item.epic):
             reverted.append("the Token Budget")
         if log.tampered:
             self.report.problems.append(
@@ -290,12 +295,20 @@ class Session:
             self.base_updates[story.id] = {"rows": log.rows, "fields": fields}
         self.check_stage(item, current)
 
-    def _budget_edited(self, doc: Any, story: Story) -> bool:
+    def _budget_edited(self, doc: Any, story: Story, epic: Epic) -> bool:
+        """Whether the file's Token Budget says other than the ledger and the epic's budgets
+        render: its entries, or the keys derived from them (totals, limits, enforcement)."""
         try:
             in_file = ledger(story.id, doc.token_budget, self.ctx.config, "")
         except StoryflowError:
             return True
-        return ledger_differs(in_file, self.ctx.store.ledger(story.id))
+        entries = self.ctx.store.ledger(story.id)
+        if ledger_differs(in_file, entries):
+            return True
+        if doc.token_budget is None:
+            return False
+        budgets = effective_budgets(self.ctx, epic)
+        return bool(doc.token_budget != token_budget_block(budgets, story, epic, entries))
 
     def apply(
         self,
