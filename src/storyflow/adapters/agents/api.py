@@ -37,7 +37,7 @@ from typing import Any
 
 from storyflow.adapters.agents.artifact_text import write_plain
 from storyflow.adapters.agents.output import Parsed, review_of
-from storyflow.adapters.agents.prompts import render_prompt, run_files
+from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.domain.budgets import MAX_TOKENS
 from storyflow.errors import UsageError
 from storyflow.run_settings import AgentSpec
@@ -91,9 +91,7 @@ class _Reply:
     error: BaseException | None = None
 
 
-class ApiAgent:
-    default_model: str | None = None
-
+class ApiAgent(PromptedAgent):
     def __init__(
         self,
         spec: AgentSpec,
@@ -104,11 +102,7 @@ class ApiAgent:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         require_sdk(spec)
-        self.name = spec.name
-        self.spec = spec
-        self.state_dir = state_dir
-        self.prompts_dir = prompts_dir
-        self.model_ids = dict(model_ids or {})
+        super().__init__(spec, state_dir=state_dir, prompts_dir=prompts_dir, model_ids=model_ids)
         self.environ = os.environ if environ is None else environ
         self._client: Any = None
         self._lock = threading.Lock()
@@ -116,7 +110,7 @@ class ApiAgent:
     # ---- the run ----------------------------------------------------------------------------
 
     def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
-        model = self.model_ids.get(request.model or "", request.model or "")
+        model = self.model_id(request)
         if not model:
             raise AgentFailure(
                 "AGENT_SPAWN_FAILED",
@@ -125,8 +119,8 @@ class ApiAgent:
                 "storyflow models show lists them)",
             )
         client = self._connect()
-        folder, suffix = run_files(self.state_dir, request)
-        prompt = build_prompt(request, render_prompt(request, self.prompts_dir))
+        folder, suffix, template = self.prompt(request)
+        prompt = build_prompt(request, template)
         (folder / f"prompt{suffix}.md").write_text(prompt, encoding="utf-8")
         reply = self._stream(client, model, prompt, request, monitor, folder / f"reply{suffix}.md")
         usage = reply.usage

@@ -15,12 +15,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from storyflow.adapters.agents.output import StreamUsage, parse_output, review_of
-from storyflow.adapters.agents.prompts import render_prompt, run_files
-from storyflow.run_settings import AgentSpec
+from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
 POLL = 0.05  # seconds between looks at the process and its output
@@ -28,29 +26,12 @@ GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the process group
 TAIL = 600  # characters of stderr quoted in an error
 
 
-class CommandAgent:
-    default_model: str | None = None
-
-    def __init__(
-        self,
-        spec: AgentSpec,
-        *,
-        state_dir: Path,
-        prompts_dir: Path,
-        model_ids: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = spec.name
-        self.spec = spec
-        self.state_dir = state_dir
-        self.prompts_dir = prompts_dir
-        self.model_ids = dict(model_ids or {})
-
+class CommandAgent(PromptedAgent):
     def _argv(self, request: AgentRequest, prompt_file: Path) -> list[str]:
-        model = request.model or ""
         values = {
             "story": request.story_id,
             "phase": request.phase,
-            "model": self.model_ids.get(model, model),
+            "model": self.model_id(request),
             "story_dir": str(request.story_dir),
             "prompt_file": str(prompt_file),
             "reviewer": request.reviewer or "",
@@ -74,9 +55,9 @@ class CommandAgent:
         return env
 
     def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
-        folder, suffix = run_files(self.state_dir, request)
+        folder, suffix, prompt = self.prompt(request)
         prompt_file = folder / f"prompt{suffix}.md"
-        prompt_file.write_text(render_prompt(request, self.prompts_dir), encoding="utf-8")
+        prompt_file.write_text(prompt, encoding="utf-8")
         out_path, err_path = folder / f"stdout{suffix}.txt", folder / f"stderr{suffix}.txt"
         argv = self._argv(request, prompt_file)
         with (
