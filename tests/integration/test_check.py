@@ -301,6 +301,12 @@ def test_a_hand_edited_token_budget_is_drift_until_rendered(plans: Plans, story_
     assert finding.hint.startswith(f"storyflow story render {story_id}")
     plans.ws.cli("story", "render", story_id)
     assert plans.found() == []
+    added = re.search(r"^( *)total_used: ", path.read_text(encoding="utf-8"), re.M)
+    assert added is not None
+    edit(path, added.group(0), f"{added.group(1)}note: mine\n{added.group(0)}")
+    [finding] = plans.check().findings
+    assert finding.code == "CHECK_TOKEN_BUDGET_DRIFT"
+    assert "note (not written by storyflow)" in finding.message
 
 
 def test_an_epic_update_re_renders_its_stories_token_budgets(plans: Plans) -> None:

@@ -30,7 +30,7 @@ from storyflow.domain.statuses import Status, parse_status
 from storyflow.errors import StoryflowError
 from storyflow.services.check_folders import StoryFolder, infer_layout
 from storyflow.services.ports import FilesPort
-from storyflow.services.projection import token_budget_block
+from storyflow.services.projection import budget_drift, token_budget_block
 from storyflow.services.source_lines import SourceLines, scan_lines
 
 # The engine's own files in a story folder (adapters/files/story_files.ENGINE_FILES; a test
@@ -219,14 +219,7 @@ def _check_token_budget(item: StoryCheck, found: Any, lines: SourceLines, path: 
     if story is None or epic is None or item.budgets is None or found is None:
         return
     expected = token_budget_block(item.budgets, story, epic, item.audit.ledger.get(story.id, []))
-    if not isinstance(found, dict):
-        differ = ["the whole section"]
-    else:
-        differ = [
-            f"{key} ({_short(found.get(key))} in the file, {_short(value)} in the database)"
-            for key, value in expected.items()
-            if found.get(key) != value
-        ]
+    differ = budget_drift(found, expected)
     if differ:
         item.add(
             "CHECK_TOKEN_BUDGET_DRIFT",
@@ -236,15 +229,6 @@ def _check_token_budget(item: StoryCheck, found: Any, lines: SourceLines, path: 
             hint=f"storyflow story render {story.id} re-renders it (the section is never "
             "edited by hand; storyflow token log records usage)",
         )
-
-
-def _short(value: Any) -> str:
-    """A value for a one-line message: scalars as they are, lists and maps by size."""
-    if isinstance(value, list):
-        return f"{len(value)} entries"
-    if isinstance(value, dict):
-        return "a different mapping"
-    return repr(value)
 
 
 def _asks_for_tokens(epic: Epic | None) -> bool:

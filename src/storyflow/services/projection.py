@@ -125,6 +125,29 @@ def check_story_file(ctx: Context, epic: Epic, story: Story) -> None:
     ctx.files.check_renderable(epic, story)
 
 
+def budget_drift(found: Any, expected: Mapping[str, Any]) -> list[str]:
+    """How a story file's Token Budget block (``found``, as parsed) departs from what the
+    ledger and budgets render (``expected``): one line per key that differs or that
+    storyflow does not write; empty when they agree."""
+    if not isinstance(found, dict):
+        return ["the whole section"]
+    differ = [
+        f"{key} ({_short(found.get(key))} in the file, {_short(value)} in the database)"
+        for key, value in expected.items()
+        if found.get(key) != value
+    ]
+    return differ + [f"{key} (not written by storyflow)" for key in found if key not in expected]
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: scalars as they are, lists and maps by size."""
+    if isinstance(value, list):
+        return f"{len(value)} entries"
+    if isinstance(value, dict):
+        return "a different mapping"
+    return repr(value)
+
+
 def renders_budgets_anew(before: Epic | None, after: Epic) -> bool:
     """Whether an epic's change alters its stories' Token Budget sections (rendered from
     the epic's budgets and enforcement): their files must then be re-rendered."""

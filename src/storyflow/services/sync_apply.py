@@ -27,6 +27,7 @@ from storyflow.services import artifacts, stories, transitions
 from storyflow.services.context import Context
 from storyflow.services.projection import (
     EVERY_FIELD,
+    budget_drift,
     effective_budgets,
     render_after_commit,
     token_budget_block,
@@ -308,7 +309,9 @@ class Session:
         if doc.token_budget is None:
             return False
         budgets = effective_budgets(self.ctx, epic)
-        return bool(doc.token_budget != token_budget_block(budgets, story, epic, entries))
+        return bool(
+            budget_drift(doc.token_budget, token_budget_block(budgets, story, epic, entries))
+        )
 
     def apply(
         self,
