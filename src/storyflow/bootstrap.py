@@ -68,9 +68,7 @@ def open_store(config: Config) -> Store:
     except BaseException:
         conn.close()
         raise
-    store = Store(conn)
-    store.created = created
-    return store
+    return Store(conn, created=created)
 
 
 def open_tracer(config: Config) -> JsonlTracer:

@@ -543,7 +543,7 @@ def log_row_hash(previous: str, row: AgentLogRow) -> str:
 class Store:
     """Named queries over one connection; see module docstring."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, created: bool = False) -> None:
         self.conn = BatchingConnection(conn)
         self.dialect = conn.dialect
         agg = "group_concat" if conn.dialect == "sqlite" else "string_agg"
@@ -551,7 +551,7 @@ class Store:
         self._q_story_and_epic = Q_STORY_AND_EPIC.format(agg=agg)
         self._q_cas = Q_CAS_STORY if conn.dialect == "sqlite" else Q_CAS_STORY_PG
         self._q_story_json = _story_json_sql(conn.dialect)
-        self.created = False  # set by bootstrap: opening it created the schema (a new database)
+        self.created = created  # opening it created the schema: a new, empty database
         self._cas_cache: dict[tuple[str, ...], str] = {}
         # Every event row is also a trace line: committed events go to ``event_sink``.
         self.trace_id = new_trace_id()
