@@ -348,6 +348,29 @@ def test_reimport_reports_field_changes_and_applies_them(workspace: Workspace) -
     assert "title: Proof storage\n" in story_file.read_text(encoding="utf-8")
 
 
+def test_a_reimport_that_changes_the_budgets_re_renders_every_story_file(
+    workspace: Workspace,
+) -> None:
+    """The Token Budget sections follow the plan's budget template: a re-import that
+    changes it re-renders the stories it did not otherwise touch, so check finds no drift."""
+    from storyflow.services.check import run_check
+
+    ctx = workspace.ctx()
+    folder = plan_folder(workspace, "FLOW", index=FLOW_INDEX)
+    run_import(ctx, folder)
+    plan_file = folder / "PLAN.exec.md"
+    text = plan_file.read_text(encoding="utf-8")
+    assert "    implementation: ~50k\n" in text
+    plan_file.write_text(text.replace("implementation: ~50k", "implementation: ~70k"), "utf-8")
+    report = run_import(ctx, folder)
+    assert report.counts()["unchanged"] == 20  # no story changed: only the epic's budgets
+    story_file = workspace.root / "plans/future/flow-sync/ready-to-work/FLOW-005/story.yaml"
+    assert "    implementation: 70000\n" in story_file.read_text(encoding="utf-8")
+    codes = {f.code for f in run_check(workspace.ctx()).findings}
+    assert codes and "CHECK_TOKEN_BUDGET_DRIFT" not in codes  # (the index's stories lack
+    # Reuse Plans: those findings stay)
+
+
 def test_status_changes_in_the_index_go_through_the_rules(workspace: Workspace) -> None:
     ctx = workspace.ctx()
     folder = plan_folder(workspace, "FLOW", index=FLOW_INDEX)
