@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from storyflow.adapters.agents.artifact_text import write_plain
-from storyflow.adapters.agents.output import Parsed, review_of
+from storyflow.adapters.agents.output import Parsed, reviewer_result
 from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.domain.budgets import MAX_TOKENS
 from storyflow.errors import UsageError
@@ -125,21 +125,8 @@ class ApiAgent(PromptedAgent):
         reply = self._stream(client, model, prompt, request, monitor, folder / f"reply{suffix}.md")
         usage = reply.usage
         if request.reviewer is not None:
-            review = review_of(Parsed(usage=usage, result=reply.text))
-            if review is None:
-                raise AgentFailure(
-                    "MALFORMED_OUTPUT",
-                    f"reviewer {request.reviewer}: no verdict (PASS/FAIL) in the reply",
-                    usage=usage,
-                )
-            return AgentResult(
-                usage=usage,
-                model=request.model,
-                verdict=review["verdict"],
-                findings=tuple(review["findings"]),
-                coverage=review["coverage"],
-                summary=_summary(reply.text),
-            )
+            parsed = Parsed(usage=usage, result=reply.text)
+            return reviewer_result(request, parsed, where="the reply", summary=_summary(reply.text))
         missing = write_files(request, reply.text)
         if missing:
             cut = ""

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from storyflow.adapters.agents.output import StreamUsage, parse_output, review_of
+from storyflow.adapters.agents.output import StreamUsage, parse_output, reviewer_result
 from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
@@ -109,20 +109,8 @@ class CommandAgent(PromptedAgent):
             )
         if request.reviewer is None:
             return AgentResult(usage=usage, model=request.model, summary=parsed.result[:500])
-        review = review_of(parsed)
-        if review is None:
-            raise AgentFailure(
-                "MALFORMED_OUTPUT",
-                f"reviewer {request.reviewer}: no verdict (PASS/FAIL) in the agent's result",
-                usage=usage,
-            )
-        return AgentResult(
-            usage=usage,
-            model=request.model,
-            verdict=review["verdict"],
-            findings=tuple(review["findings"]),
-            coverage=review["coverage"],
-            summary=parsed.result[:500],
+        return reviewer_result(
+            request, parsed, where="the agent's result", summary=parsed.result[:500]
         )
 
     def _watch(

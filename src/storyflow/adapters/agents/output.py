@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from storyflow.domain.budgets import MAX_TOKENS
-from storyflow.services.agents import Usage
+from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Usage
 
 MAX_COST_USD = 10.0**9
 _VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
@@ -161,6 +161,28 @@ def parse_output(text: str) -> Parsed | None:
         result=str(final.get("result") or ""),
         is_error=bool(final.get("is_error")),
         data=final,
+    )
+
+
+def reviewer_result(
+    request: AgentRequest, parsed: Parsed, *, where: str, summary: str
+) -> AgentResult:
+    """A parallel reviewer's result from what its agent gave (``parsed``); MALFORMED_OUTPUT
+    when it holds no verdict (``where`` names what was read: the result, the reply)."""
+    review = review_of(parsed)
+    if review is None:
+        raise AgentFailure(
+            "MALFORMED_OUTPUT",
+            f"reviewer {request.reviewer}: no verdict (PASS/FAIL) in {where}",
+            usage=parsed.usage,
+        )
+    return AgentResult(
+        usage=parsed.usage,
+        model=request.model,
+        verdict=review["verdict"],
+        findings=tuple(review["findings"]),
+        coverage=review["coverage"],
+        summary=summary,
     )
 
 
