@@ -288,7 +288,12 @@ def test_unmet_requirement_is_refused_until_met(workspace: Workspace, flow: Flow
     )
     assert "db-schema-002" in error["message"]
     assert error["hint"].endswith("storyflow requirement met db-schema-002")
-    ok(workspace.run("requirement", "met", "db-schema-002"))
+    # a typo is recorded (a requirement may be declared before a story names it), but said
+    typo = ok(workspace.run("requirement", "met", "db-schema-02"))
+    assert "no story requires it yet (did you mean db-schema-002?)" in typo.stderr
+    refused(workspace, sid, "story", "move", sid, "in-progress", exit_status=3, code="GUARD_FAILED")
+    known = ok(workspace.run("requirement", "met", "db-schema-002"))
+    assert "warning" not in known.stderr
     ok(workspace.run("story", "move", sid, "in-progress"))
     assert status(workspace, sid) == "in-progress"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from storyflow.services.context import Context
@@ -15,6 +16,15 @@ def set_requirement(
     name = parse_requirement(name)
     now = ctx.now()
     with change(ctx):
+        known = [r["name"] for r in ctx.store.requirements()]
+        if name not in known:
+            # Recording one before any story names it is allowed (a plan imported later may);
+            # a typo would otherwise leave the stories that wait for the real name waiting.
+            close = difflib.get_close_matches(name, known, n=1)
+            ctx.warn(
+                f"{name}: a new requirement, no story requires it yet"
+                + (f" (did you mean {close[0]}?)" if close else "")
+            )
         ctx.store.set_requirement(name, met=met, note=note, by=ctx.actor, at=now)
         ctx.store.insert_event(
             type="requirement", at=now, actor=ctx.actor, payload={"name": name, "met": met}
