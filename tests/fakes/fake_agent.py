@@ -7,7 +7,9 @@ MODE: ok (write the phase's artifact, print a Claude-Code-style JSON result), sl
 SECONDS first, then ok), garbage (print what is not JSON), exit1 (print an error, exit 1),
 stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a result, no
 file), error (a JSON result with is_error), nonfinite (write the artifact, report Infinity,
-NaN and 1e300 as usage and cost: Python's json prints and reads them). The phase, story and
+NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (stream-json
+with tool calls and their results, SECONDS between a call and its result; the second call
+fails; a reviewer calls one tool). The phase, story and
 folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
 stdin.
 """
@@ -81,6 +83,39 @@ def write_artifact() -> None:
         json.dump({"story_id": story, **content}, handle)
 
 
+def line(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def tool_use(key: str, name: str, arguments: dict[str, object]) -> None:
+    content = [{"type": "tool_use", "id": key, "name": name, "input": arguments}]
+    usage = {"input_tokens": 100, "output_tokens": 20}
+    line(type="assistant", message={"id": f"m-{key}", "content": content, "usage": usage})
+
+
+def tool_result(key: str, is_error: bool = False) -> None:
+    content = [{"type": "tool_result", "tool_use_id": key, "content": "...", "is_error": is_error}]
+    line(type="user", message={"role": "user", "content": content})
+
+
+def tools(seconds: float) -> int:
+    line(type="system", subtype="init")
+    reviewer = os.environ.get("STORYFLOW_REVIEWER")
+    if reviewer:
+        tool_use("toolu_r", "Bash", {"command": f"{reviewer} check src/"})
+        tool_result("toolu_r")
+        print(result(review=True, verdict="PASS", findings=[], coverage=81))
+        return 0
+    tool_use("toolu_1", "Bash", {"command": "pytest -q", "description": "run the tests"})
+    time.sleep(seconds)
+    tool_result("toolu_1")
+    tool_use("toolu_2", "Edit", {"file_path": "src/feature.py", "old_string": "a"})
+    tool_result("toolu_2", is_error=True)
+    write_artifact()
+    print(result())
+    return 0
+
+
 def main() -> int:
     mode = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
@@ -118,6 +153,8 @@ def main() -> int:
             )
         )
         return 0
+    if mode == "tools":
+        return tools(seconds)
     if mode == "sleep":
         time.sleep(seconds)
     if os.environ.get("STORYFLOW_REVIEWER"):

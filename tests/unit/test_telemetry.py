@@ -190,3 +190,21 @@ def test_lines_sharing_a_span_id_are_one_span() -> None:
 
 def _at(seconds: int) -> str:
     return f"2026-03-01T09:00:{seconds:02d}.000000Z"
+
+
+def test_a_failed_tool_call_is_an_error_span_inside_its_agent_span() -> None:
+    agent_span = "00f067aa0ba902b7"
+    fields = {"phase": "implement", "parent_span_id": agent_span, "tool": "Bash"}
+    calls = [
+        _event("tool_call", "2222222222222222", {**fields, "ok": True, "duration_ms": 400}),
+        _event("tool_call", "3333333333333333", {**fields, "ok": False, "duration_ms": 100}),
+    ]
+    passed, failed = to_spans([json.loads(trace_line(e)) for e in calls])
+    assert passed.name == failed.name == "tool_call implement"
+    assert passed.parent_span_id == failed.parent_span_id == int(agent_span, 16)
+    assert (passed.end_ns - passed.start_ns, failed.end_ns - failed.start_ns) == (
+        400_000_000,
+        100_000_000,
+    )
+    assert (passed.error, failed.error) == (False, True)
+    assert failed.attributes["storyflow.tool"] == "Bash"

@@ -14,6 +14,7 @@ EVENT_TYPES: dict[str, str] = {
     # a phase run
     "phase_start": "a phase run began",
     "agent_spawn": "the run's agent was started",
+    "tool_call": "a tool the run's agent called (its name, what it acted on, the outcome)",
     "agent_complete": "the run's agent finished",
     "phase_complete": "a phase run ended (outcome, verdict, tokens, duration)",
     "checkpoint": "a phase run paused (awaiting an approval or a budget confirmation)",

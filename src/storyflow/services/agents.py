@@ -55,6 +55,28 @@ class Usage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ToolCall:
+    """One tool an agent called while it worked (a shell command, a file edit, a search),
+    as its output reported it; a ``tool_call`` event each."""
+
+    name: str
+    detail: str = ""  # what it acted on: the command, the file, the pattern (shortened)
+    ok: bool | None = None  # None: the agent's output gave no result for the call
+    started: float | None = None  # seconds after the agent started, when it was seen
+    duration_ms: int | None = None
+    reviewer: str | None = None  # parallel review: the reviewer whose agent called it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": self.name,
+            "detail": self.detail or None,
+            "ok": self.ok,
+            "duration_ms": self.duration_ms,
+            "reviewer": self.reviewer,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentRequest:
     run_id: str
     story_id: str
@@ -85,6 +107,7 @@ class AgentResult:
     findings: tuple[Mapping[str, Any], ...] = ()
     summary: str = ""
     coverage: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class AgentFailure(Exception):

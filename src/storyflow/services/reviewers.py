@@ -25,7 +25,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storyflow.run_settings import ReviewerPolicy
-from storyflow.services.agents import AgentFailure, AgentPort, AgentRequest, AgentResult, Usage
+from storyflow.services.agents import (
+    AgentFailure,
+    AgentPort,
+    AgentRequest,
+    AgentResult,
+    ToolCall,
+    Usage,
+)
 from storyflow.services.run_context import RunMonitor
 
 # Failures that stop the whole phase rather than count against one reviewer.
@@ -43,6 +50,7 @@ class ReviewerOutcome:
     error_code: str | None = None
     message: str | None = None
     duration_ms: int = 0
+    tool_calls: tuple[ToolCall, ...] = ()  # each with this reviewer's name
 
 
 def to_run(
@@ -107,6 +115,7 @@ def run_reviewers(
                     findings=result.findings,
                     coverage=result.coverage,
                     duration_ms=elapsed,
+                    tool_calls=tuple(replace(c, reviewer=name) for c in result.tool_calls),
                 )
     errored = [outcomes[n] for n in names if outcomes[n].status == "ERROR"]
     if stopper is None and errored:

@@ -140,6 +140,7 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
             proof_coverage=proof.content.get("coverage") if proof else None,
         )
         work.reviewers = {**carried, **{o.name: o.status for o in outcomes}}
+        work.tool_calls = [call for o in outcomes for call in o.tool_calls]
         path = request.artifact_files[ArtifactKind.CODE_REVIEW.value]
         from storyflow.adapters.agents.artifact_text import write_artifact
 
@@ -148,6 +149,7 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
         result = agent.run(request, monitor)
         work.usage[result.model or s.model] = result.usage
         work.verdict = result.verdict
+        work.tool_calls = list(result.tool_calls)
     work.ended_at = ctx.now()
     return work
 

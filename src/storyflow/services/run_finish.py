@@ -6,7 +6,7 @@ commit's projection has moved the story folder, so the next worker finds it in p
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -286,6 +286,24 @@ def _agent_events(ctx: Context, s: Started, work: Work) -> None:
         reviewers=sorted(work.reviewers) or None,
         **common,
     )
+    for call in work.tool_calls:  # stamped when the call ended, as a span's last line is
+        at = work.ended_at
+        if call.started is not None and s.spawned_at is not None:
+            seconds = call.started + (call.duration_ms or 0) / 1000
+            at = s.spawned_at + timedelta(seconds=seconds)
+        event(
+            ctx,
+            "tool_call",
+            s.story,
+            new_span_id(),
+            phase=s.phase,
+            at=at,
+            run_id=s.run_id,
+            attempt=s.attempt,
+            agent=s.agent,
+            parent_span_id=span,
+            **call.to_json(),
+        )
     usage = work.total
     event(
         ctx,
@@ -300,6 +318,7 @@ def _agent_events(ctx: Context, s: Started, work: Work) -> None:
         cost_usd=usage.cost_usd,
         verdict=work.verdict,
         reviewers=work.reviewers or None,
+        tool_calls=len(work.tool_calls) or None,
         **common,
     )
 

@@ -15,7 +15,7 @@ from storyflow.domain.model import Epic, Story
 from storyflow.domain.phases import Phase
 from storyflow.domain.statuses import Status
 from storyflow.errors import ConflictError
-from storyflow.services.agents import Usage
+from storyflow.services.agents import ToolCall, Usage
 from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv
 from storyflow.services.run_plan import Action
@@ -88,6 +88,7 @@ class Work:
     reviewers: dict[str, str] = field(default_factory=dict)
     titles: list[str] = field(default_factory=list)
     files: dict[ArtifactKind, Path] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     ended_at: datetime | None = None
 
     @property

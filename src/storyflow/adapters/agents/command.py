@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from storyflow.adapters.agents.output import StreamUsage, parse_output, reviewer_result
@@ -87,6 +88,9 @@ class CommandAgent(PromptedAgent):
         stderr = err_path.read_text(encoding="utf-8", errors="replace")[-TAIL:].strip()
         parsed = parse_output(stdout)
         usage = parsed.usage if parsed is not None else stream.usage
+        # calls seen while it streamed carry their times; a JSON document printed at the
+        # end (a list of messages) gives them only now
+        tools = stream.tools.calls if stream.tools.count or parsed is None else parsed.tool_calls
         monitor.usage(usage)
         if proc.returncode != 0:
             raise AgentFailure(
@@ -108,18 +112,22 @@ class CommandAgent(PromptedAgent):
                 usage=usage,
             )
         if request.reviewer is None:
-            return AgentResult(usage=usage, model=request.model, summary=parsed.result[:500])
-        return reviewer_result(
+            return AgentResult(
+                usage=usage, model=request.model, summary=parsed.result[:500], tool_calls=tools
+            )
+        result = reviewer_result(
             request, parsed, where="the agent's result", summary=parsed.result[:500]
         )
+        return replace(result, tool_calls=tools)
 
     def _watch(
         self, proc: subprocess.Popen[bytes], request: AgentRequest, monitor: Monitor, out: Path
     ) -> StreamUsage:
         """Wait for the process, reading streamed usage; kill its group on timeout or when
         the monitor says stop."""
-        stream = StreamUsage()
-        deadline = time.monotonic() + request.timeout
+        started = time.monotonic()
+        stream = StreamUsage(clock=lambda: time.monotonic() - started)
+        deadline = started + request.timeout
         offset = 0
         while True:
             try:

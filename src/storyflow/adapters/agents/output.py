@@ -5,20 +5,27 @@ Understood shapes: one JSON result object (Claude Code ``--output-format json``:
 ``cache_creation_input_tokens``, ``total_cost_usd``, ``result``, ``is_error``), a JSON list of
 messages ending with such a result, and JSON lines (``stream-json``) whose assistant messages
 carry usage as they stream. OpenAI-style ``prompt_tokens`` / ``completion_tokens`` also count.
+The tools the agent called come from the same messages: ``tool_use`` content blocks and the
+``tool_result`` blocks that answer them (Anthropic), or a message's ``tool_calls`` and the
+``tool`` messages that answer them (OpenAI).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from storyflow.domain.budgets import MAX_TOKENS
-from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Usage
+from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, ToolCall, Usage
 
 MAX_COST_USD = 10.0**9
+MAX_TOOL_CALLS = 1000  # kept per agent run (an event each); later ones are left out
+DETAIL_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description")
+DETAIL_CHARS = 200
 _VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
 
 
@@ -28,6 +35,7 @@ class Parsed:
     result: str = ""
     is_error: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)  # the result object, if any
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def usage_of(raw: Any) -> Usage | None:
@@ -76,14 +84,96 @@ def _with_cost(usage: Usage, cost: float | None) -> Usage:
     )
 
 
-class StreamUsage:
-    """Cumulative usage from JSON lines as they arrive (per message id, last one wins)."""
+class ToolCalls:
+    """The tool calls in an agent's messages, in the order they were made. ``clock`` (seconds
+    since the agent started) stamps each call and result as it is seen, for output read
+    while the agent works."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+        self._calls: dict[str, dict[str, Any]] = {}
+        self.count = 0
+
+    def take(self, obj: Mapping[str, Any]) -> None:
+        """Read one message (or a stream line holding one under ``message``)."""
+        inner = obj.get("message")
+        message: Mapping[str, Any] = inner if isinstance(inner, Mapping) else obj
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if not isinstance(block, Mapping):
+                    continue
+                if block.get("type") == "tool_use":
+                    self._call(block.get("id"), block.get("name"), block.get("input"))
+                elif block.get("type") == "tool_result":
+                    self._result(block.get("tool_use_id"), ok=not block.get("is_error"))
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                self._call(call.get("id"), function.get("name"), function.get("arguments"))
+        if message.get("role") == "tool":
+            self._result(message.get("tool_call_id"), ok=True)
+
+    def _call(self, key: Any, name: Any, arguments: Any) -> None:
+        if not isinstance(name, str) or not name.strip():
+            return
+        if key is not None and str(key) in self._calls:
+            return  # the same message seen again (a stream repeats it as it grows)
+        self.count += 1
+        if len(self._calls) >= MAX_TOOL_CALLS:
+            return
+        key = str(key) if key is not None else f"#{self.count}"
+        at = self._clock() if self._clock else None
+        self._calls[key] = {"name": name.strip()[:100], "detail": _detail(arguments), "at": at}
+
+    def _result(self, key: Any, *, ok: bool) -> None:
+        call = self._calls.get(str(key))
+        if call is None or "ok" in call:
+            return
+        call["ok"] = ok
+        if self._clock and call["at"] is not None:
+            call["ms"] = int((self._clock() - call["at"]) * 1000)
+
+    @property
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(
+                name=c["name"],
+                detail=c["detail"],
+                ok=c.get("ok"),
+                started=c["at"],
+                duration_ms=c.get("ms"),
+            )
+            for c in self._calls.values()
+        )
+
+
+def _detail(arguments: Any) -> str:
+    """What a call acted on, in a line: its command, file or pattern, else its arguments."""
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)  # OpenAI gives the arguments as JSON text
+    if isinstance(arguments, Mapping):
+        for key in DETAIL_KEYS:
+            if isinstance(arguments.get(key), str) and arguments[key].strip():
+                arguments = arguments[key]
+                break
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "\u2026"
+
+
+class StreamUsage:
+    """Cumulative usage from JSON lines as they arrive (per message id, last one wins), and
+    the tools called in them."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._per_message: dict[str, Usage] = {}
         self._anonymous = Usage()
         self.final: Mapping[str, Any] | None = None
         self._buffer = ""
+        self.tools = ToolCalls(clock)
 
     def feed(self, text: str) -> bool:
         """Add output; True when the cumulative usage changed."""
@@ -104,6 +194,7 @@ class StreamUsage:
             return False
         if not isinstance(obj, dict):
             return False
+        self.tools.take(obj)
         if obj.get("type") == "result":
             self.final = obj
             return True
@@ -140,7 +231,11 @@ def parse_output(text: str) -> Parsed | None:
         data = json.loads(stripped)
     except ValueError:
         data = None
+    tools = ToolCalls()
     if isinstance(data, list):
+        for item in data:
+            if isinstance(item, Mapping):
+                tools.take(item)
         results = [d for d in data if isinstance(d, Mapping) and d.get("type") == "result"]
         data = results[-1] if results else None
     if isinstance(data, Mapping):
@@ -150,6 +245,7 @@ def parse_output(text: str) -> Parsed | None:
             result=str(data.get("result") or ""),
             is_error=bool(data.get("is_error")),
             data=data,
+            tool_calls=tools.calls,
         )
     stream = StreamUsage()
     stream.feed(stripped + "\n")
@@ -161,6 +257,7 @@ def parse_output(text: str) -> Parsed | None:
         result=str(final.get("result") or ""),
         is_error=bool(final.get("is_error")),
         data=final,
+        tool_calls=stream.tools.calls,
     )
 
 
@@ -183,6 +280,7 @@ def reviewer_result(
         findings=tuple(review["findings"]),
         coverage=review["coverage"],
         summary=summary,
+        tool_calls=parsed.tool_calls,
     )
 
 

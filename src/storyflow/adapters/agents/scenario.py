@@ -3,9 +3,11 @@
 A scenario is YAML (see ``scenarios/default.yaml``): ``defaults`` and ``phases`` give the
 baseline step, ``rules`` (first match wins) change it for chosen stories, iterations,
 attempts and reviewers. A step says the verdict, the token usage, a delay, whether the
-usage streams during the delay, and a failure to act out: ``timeout``, ``malformed``
-(an artifact that does not validate), ``garbage`` (one that does not parse), ``crash``,
-``spawn``, ``unavailable`` or ``precondition``.
+usage streams during the delay, the tools the agent calls (``tools``: ``Name`` or
+``Name: what it acts on`` strings, or mappings of ``name``, ``detail``, ``ok``), and a
+failure to act out: ``timeout``, ``malformed`` (an artifact that does not validate),
+``garbage`` (one that does not parse), ``crash``, ``spawn``, ``unavailable`` or
+``precondition``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from storyflow.errors import InvalidInput
 
 FAILS = ("timeout", "malformed", "garbage", "crash", "spawn", "unavailable", "precondition")
 STEP_KEYS = frozenset(
-    {"verdict", "usage", "delay", "stream", "fail", "reviewers", "split_into", "coverage"}
+    {
+        "verdict",
+        "usage",
+        "delay",
+        "stream",
+        "fail",
+        "reviewers",
+        "split_into",
+        "coverage",
+        "tools",
+    }
 )
 MATCH_KEYS = frozenset(
     {"stories", "numbers", "every", "offset", "split_children", "phase", "iteration", "attempt"}
@@ -39,6 +51,14 @@ class Step:
     reviewers: Mapping[str, str] = field(default_factory=dict)
     split_into: tuple[str, ...] = ()
     coverage: float = 82.0
+    tools: tuple[ScriptedTool, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptedTool:
+    name: str
+    detail: str = ""
+    ok: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,11 +182,44 @@ def _apply(step: Step, raw: Mapping[str, Any], source: str, *, keep_reviewers: b
         merged = dict(step.reviewers) if keep_reviewers else {}
         merged.update({str(k): str(v) for k, v in raw["reviewers"].items()})
         changes["reviewers"] = merged
+    if "tools" in raw:
+        changes["tools"] = _tools(raw["tools"], source)
     if "split_into" in raw:
         if not isinstance(raw["split_into"], list):
             raise _bad(source, "split_into must be a list of titles")
         changes["split_into"] = tuple(str(t) for t in raw["split_into"])
     return replace(step, **changes)
+
+
+def _tools(raw: Any, source: str) -> tuple[ScriptedTool, ...]:
+    if not isinstance(raw, list):
+        raise _bad(source, "tools must be a list of tool calls")
+    tools = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str) and item.strip():
+            name, _, detail = item.partition(":")
+            tools.append(ScriptedTool(name=name.strip(), detail=detail.strip()))
+        elif (
+            isinstance(item, Mapping)
+            and isinstance(item.get("name"), str)
+            and item["name"].strip()
+            and set(item) <= {"name", "detail", "ok"}
+            and isinstance(item.get("ok", True), bool)
+        ):
+            tools.append(
+                ScriptedTool(
+                    name=item["name"].strip(),
+                    detail=str(item.get("detail") or ""),
+                    ok=item.get("ok", True),
+                )
+            )
+        else:
+            raise _bad(
+                source,
+                f"tools[{index}]: a tool call is 'Name', 'Name: detail' or a mapping of "
+                "name, detail and ok (true/false)",
+            )
+    return tuple(tools)
 
 
 def _rule(raw: Any, index: int, source: str) -> Rule:

@@ -16,7 +16,14 @@ from storyflow.adapters.agents.artifact_text import render_artifact, write_plain
 from storyflow.adapters.agents.scenario import Scenario, Step
 from storyflow.adapters.files.atomic import read_text
 from storyflow.adapters.files.yamlio import splice_top_level
-from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor, Usage
+from storyflow.services.agents import (
+    AgentFailure,
+    AgentRequest,
+    AgentResult,
+    Monitor,
+    ToolCall,
+    Usage,
+)
 
 SLICE = 0.05  # seconds between monitor ticks while "working"
 FAILURES = {
@@ -73,9 +80,16 @@ class ScriptedAgent:
                 findings=findings,
                 coverage=step.coverage,
                 summary=f"{request.reviewer}: {verdict}",
+                tool_calls=_tool_calls(step),
             )
         self._write(request, step)
-        return AgentResult(usage=usage, model=model, verdict=step.verdict, coverage=step.coverage)
+        return AgentResult(
+            usage=usage,
+            model=model,
+            verdict=step.verdict,
+            coverage=step.coverage,
+            tool_calls=_tool_calls(step),
+        )
 
     def _work(self, request: AgentRequest, monitor: Monitor, step: Step, usage: Usage) -> None:
         delay = step.delay
@@ -127,6 +141,21 @@ _FINDING = {
     "typecheck": "an untyped public function",
     "build": "the package does not build",
 }
+
+
+def _tool_calls(step: Step) -> tuple[ToolCall, ...]:
+    """The step's tools, called one after another over its delay."""
+    share = step.delay / len(step.tools) if step.tools else 0.0
+    return tuple(
+        ToolCall(
+            name=tool.name,
+            detail=tool.detail,
+            ok=tool.ok,
+            started=share * index,
+            duration_ms=int(share * 1000),
+        )
+        for index, tool in enumerate(step.tools)
+    )
 
 
 def _usage(step: Step) -> Usage:

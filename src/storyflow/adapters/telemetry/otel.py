@@ -106,7 +106,7 @@ def _span(trace_id: int, span_id: int, group: list[Mapping[str, Any]]) -> SpanRe
         parent_span_id=parent,
         start_ns=start,
         end_ns=end,
-        error="error" in kinds or last.get("status") == "failed",
+        error="error" in kinds or last.get("status") == "failed" or last.get("ok") is False,
         attributes=attributes,
     )
 

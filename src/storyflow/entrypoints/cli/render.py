@@ -58,6 +58,8 @@ def trace_detail(line: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if "from" in line and "to" in line:
         parts.append(f"{line['from']} -> {line['to']}" + (" FORCED" if line.get("forced") else ""))
+    if line.get("type") == "tool_call":
+        return _shortened(_tool_call_detail(line))
     for key in _DETAIL_KEYS:
         value = line.get(key)
         if value not in (None, ""):
@@ -70,7 +72,21 @@ def trace_detail(line: Mapping[str, Any]) -> str:
     if not parts:
         rest = {k: v for k, v in line.items() if k not in _SHOWN and k != "phase"}
         parts = [f"{k}={v}" for k, v in rest.items()]
-    text = " ".join(parts)
+    return _shortened(" ".join(parts))
+
+
+def _tool_call_detail(line: Mapping[str, Any]) -> str:
+    """The tool, how it ended, and what it acted on (last: the part cut when long)."""
+    parts = [str(line.get("tool", "?"))]
+    parts += ["FAILED"] if line.get("ok") is False else []
+    parts += [f"reviewer={line['reviewer']}"] if line.get("reviewer") else []
+    if isinstance(line.get("duration_ms"), int | float):
+        parts.append(seconds_text(line["duration_ms"] / 1000))
+    parts += [str(line["detail"])] if line.get("detail") else []
+    return " ".join(parts)
+
+
+def _shortened(text: str) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
