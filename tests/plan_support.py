@@ -11,7 +11,7 @@ from storyflow.bootstrap import plan_files
 from storyflow.services import plan_export, plans
 from storyflow.services.context import Context
 from storyflow.services.plan_report import ImportReport
-from storyflow.services.stories import story_json
+from storyflow.services.story_reads import story_json
 from tests.support import Workspace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "plans"

@@ -199,7 +199,7 @@ def _artifact_key(artifact: Any) -> dict[str, Any]:
 def db_state(ctx: Context) -> dict[str, Any]:
     """The database, field by field: epics, board, and per story its row, history, ledger,
     Agent Log, artifact versions (without row ids) and approvals."""
-    from storyflow.services.stories import board
+    from storyflow.services.story_reads import board
 
     state: dict[str, Any] = {
         "epics": ctx.store.list_epics(),

@@ -900,14 +900,14 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(
 ) -> None:
     """Exit 1, code INTERNAL, one line, unless STORYFLOW_DEBUG asks for the traceback."""
     ws = seeded.ws
-    from storyflow.services import stories
+    from storyflow.services import story_reads
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.delenv("STORYFLOW_DEBUG", raising=False)
-    monkeypatch.setattr(stories, "list_stories", boom)
-    monkeypatch.setattr(stories, "list_stories_json", boom)
+    monkeypatch.setattr(story_reads, "list_stories", boom)
+    monkeypatch.setattr(story_reads, "list_stories_json", boom)
     with unchanged(ws, with_views=False):
         error = refuse(ws, "story", "list", code="INTERNAL")
     assert "RuntimeError: boom" in error["message"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from storyflow.domain.layouts import stage_for
 from storyflow.domain.statuses import Status
 from storyflow.errors import StoryflowError
-from storyflow.services import epics, stories, tokens
+from storyflow.services import epics, story_reads, tokens
 from storyflow.services.transitions import move
 from tests.integration.test_state_machine import ALLOWED, LIFECYCLE, NON_TERMINAL
 from tests.support import Driver, Workspace, new_story
@@ -62,7 +62,7 @@ def _check_agreement(driver: Driver, story_id: str) -> None:
 
 def _check_history(driver: Driver, story_id: str) -> None:
     blocked_from: Status | None = None
-    for row in stories.history(driver.ctx, story_id)[1:]:
+    for row in story_reads.history(driver.ctx, story_id)[1:]:
         source, target = Status(row["from_status"]), Status(row["to_status"])
         if not row["forced"]:
             assert _legal(source, target, blocked_from), (source, target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from storyflow.domain.statuses import Status
-from storyflow.services import epics, stories
+from storyflow.services import epics, story_reads
 from tests.support import Driver, Workspace, new_story
 
 
@@ -16,7 +16,7 @@ def test_bulk_list_equals_story_json_for_every_kind_of_story(workspace: Workspac
     first = new_story(ctx, priority="P1")
     second = new_story(ctx, depends_on=[first], requires=["db-schema-002"], breaking_change=True)
     third = new_story(ctx, budget_multiplier=1.5)
-    assert json.loads(stories.list_stories_json(ctx, statuses=[Status.COMPLETED])) == []
+    assert json.loads(story_reads.list_stories_json(ctx, statuses=[Status.COMPLETED])) == []
     new_story(  # several of each, given out of order; text JSON must escape
         ctx,
         title='Café "quoted" \\ back\nslash \u2603',
@@ -26,14 +26,14 @@ def test_bulk_list_equals_story_json_for_every_kind_of_story(workspace: Workspac
     driver.drive_to(second, Status.SUPERSEDED)  # split: children with split_from
     driver.drive_to(first, Status.BLOCKED)
     driver.drive_to(third, Status.CODE_REVIEW_FAILED)
-    slow = [stories.story_json(s) for s in stories.list_stories(ctx)]
-    fast = json.loads(stories.list_stories_json(ctx))
+    slow = [story_reads.story_json(s) for s in story_reads.list_stories(ctx)]
+    fast = json.loads(story_reads.list_stories_json(ctx))
     assert len(slow) == 6
     assert fast == slow
     assert [list(row) for row in fast] == [list(row) for row in slow]  # the same key order
     assert fast[3]["depends_on"] == sorted([first, third])
     assert fast[3]["requires"] == ["aa-schema-001", "zz-cache-009"]
     only_blocked = json.loads(
-        stories.list_stories_json(ctx, epic="FLOW", statuses=[Status.BLOCKED])
+        story_reads.list_stories_json(ctx, epic="FLOW", statuses=[Status.BLOCKED])
     )
     assert [s["id"] for s in only_blocked] == [first]

@@ -17,7 +17,7 @@ from storyflow.domain.model import Story
 from storyflow.domain.statuses import Status
 from storyflow.errors import ConflictError, InvalidInput, NotFoundError, RuleViolation
 from storyflow.services import artifacts as artifact_service
-from storyflow.services import epics, requirements, stories, transitions
+from storyflow.services import epics, requirements, stories, story_reads, transitions
 from storyflow.services.context import Context
 from tests.support import Driver, Workspace, elaboration, new_story, plan
 
@@ -71,7 +71,7 @@ def test_story_numbers_and_the_harness_story(driver: Driver, workspace: Workspac
     with pytest.raises(ConflictError) as duplicate:
         stories.create_story(ctx, "FLOW", title="Another harness", harness=True)
     assert duplicate.value.code == "DUPLICATE_ID"
-    assert _ids(stories.list_stories(ctx)) == [
+    assert _ids(story_reads.list_stories(ctx)) == [
         "FLOW-000",
         "FLOW-001",
         "FLOW-002",
@@ -102,7 +102,7 @@ def test_a_story_must_name_existing_dependencies(driver: Driver) -> None:
     with pytest.raises(InvalidInput) as unknown:
         new_story(ctx, depends_on=["FLOW-042"])
     assert unknown.value.code == "UNKNOWN_DEPENDENCY"
-    assert stories.list_stories(ctx) == []
+    assert story_reads.list_stories(ctx) == []
     first = new_story(ctx)
     second = new_story(ctx, depends_on=[first])
     with pytest.raises(InvalidInput) as cycle:
@@ -136,13 +136,13 @@ def test_split_children_supersede_the_original_and_take_over_its_dependents(
         data = _file(workspace, f"plans/flow/backlog/{child.id}/story.yaml")
         assert data["split_from"] == original and data["status"] == "pending"
         assert data["agent_log"][-1]["action"] == f"story created (split from {original})"
-        assert stories.history(ctx, child.id)[0]["reason"] == f"split from {original}"
+        assert story_reads.history(ctx, child.id)[0]["reason"] == f"split from {original}"
 
     assert superseded.status is S.SUPERSEDED
     stored = ctx.story(original)
     assert stored.status is S.SUPERSEDED
     assert stored.superseded_by == tuple(child_ids)
-    last = stories.history(ctx, original)[-1]
+    last = story_reads.history(ctx, original)[-1]
     assert (last["from_status"], last["to_status"]) == ("needs-split", "superseded")
     archived = _file(workspace, f"plans/flow/archive/{original}/story.yaml")
     assert archived["status"] == "superseded"
@@ -175,7 +175,7 @@ def test_only_a_needs_split_story_can_be_split(driver: Driver, workspace: Worksp
     with pytest.raises(InvalidInput):
         stories.split_story(ctx, story_id, ["just one"])
     assert workspace.snapshot() == before
-    assert _ids(stories.list_stories(ctx)) == [story_id]
+    assert _ids(story_reads.list_stories(ctx)) == [story_id]
     assert ctx.story(story_id).status is S.NEEDS_SPLIT
     result = workspace.cli("story", "split", story_id, "--into", "A", "--into", "B", "--json")
     assert result.code == 0, result
@@ -238,15 +238,15 @@ def test_next_orders_workable_stories_by_priority_then_age(
     transitions.move(ctx, done, "completed", force=True, reason="shipped before storyflow")
     _lease(ctx, leased, minutes=30)
 
-    assert _ids(stories.workable(ctx)) == [p0, p1, old_p2, young_p2, after_done, other_epic]
-    assert _ids(stories.workable(ctx, epic="FLOW")) == [p0, p1, old_p2, young_p2, after_done]
+    assert _ids(story_reads.workable(ctx)) == [p0, p1, old_p2, young_p2, after_done, other_epic]
+    assert _ids(story_reads.workable(ctx, epic="FLOW")) == [p0, p1, old_p2, young_p2, after_done]
     cli = workspace.cli("next", "--epic", "FLOW", "--limit", "2", "--json")
     assert cli.code == 0, cli
     assert [s["id"] for s in cli.json] == [p0, p1]
 
     requirements.set_requirement(ctx, "db-schema-002", met=True)
     _expire_lease(ctx, leased)
-    assert _ids(stories.workable(ctx, epic="FLOW")) == [
+    assert _ids(story_reads.workable(ctx, epic="FLOW")) == [
         p0,
         needs_db,
         leased,
@@ -257,14 +257,14 @@ def test_next_orders_workable_stories_by_priority_then_age(
     ]
     # Completing the dependency releases the story that waited for it.
     transitions.move(ctx, not_ready, "cancelled", reason="dropped")
-    assert waits not in _ids(stories.workable(ctx))  # cancelled is not completed
+    assert waits not in _ids(story_reads.workable(ctx))  # cancelled is not completed
     requirements.set_requirement(ctx, "db-schema-002", met=False)
-    assert needs_db not in _ids(stories.workable(ctx))
+    assert needs_db not in _ids(story_reads.workable(ctx))
 
 
 def test_next_is_empty_without_ready_stories(driver: Driver, workspace: Workspace) -> None:
     new_story(driver.ctx)
-    assert stories.workable(driver.ctx) == []
+    assert story_reads.workable(driver.ctx) == []
     result = workspace.cli("next", "--json")
     assert result.code == 0 and result.json == []
     missing = workspace.cli("next", "--epic", "NOPE", "--json")
@@ -290,7 +290,7 @@ def test_a_leased_story_cannot_be_moved_until_the_lease_expires(
     # Blocking and cancelling are moves too.
     assert workspace.cli("story", "block", story_id, "--reason", "x").code == 5
     assert ctx.story(story_id).status is S.READY_TO_WORK
-    assert len(stories.history(ctx, story_id)) == 4
+    assert len(story_reads.history(ctx, story_id)) == 4
 
     shown = workspace.cli("story", "show", story_id, "--json").json
     assert shown["lock"]["owner"] == "worker-7"
@@ -320,7 +320,7 @@ def test_board_counts_every_status(driver: Driver, workspace: Workspace) -> None
     epics.create_epic(ctx, "REVI", title="Revi")
     elsewhere = new_story(ctx, "REVI")
 
-    board = stories.board(ctx, epic="FLOW")
+    board = story_reads.board(ctx, epic="FLOW")
     assert set(board["counts"]) == {s.value for s in Status}
     assert board["total"] == 5
     assert {k: v for k, v in board["counts"].items() if v} == {
@@ -355,7 +355,7 @@ def test_story_show(driver: Driver, workspace: Workspace) -> None:
     transitions.move(ctx, story_id, "ready-to-work")
     driver.submit(story_id, "plan", plan())
 
-    data = stories.show_story(ctx, story_id)
+    data = story_reads.show_story(ctx, story_id)
     assert data["id"] == story_id and data["status"] == "ready-to-work"
     assert data["next_action"] == next_action(S.READY_TO_WORK, story_id)
     assert f"storyflow artifact submit {story_id} plan" in data["next_action"]
@@ -405,7 +405,7 @@ def test_story_show(driver: Driver, workspace: Workspace) -> None:
 def test_story_show_of_a_blocked_story(driver: Driver) -> None:
     story_id = new_story(driver.ctx)
     driver.drive_to(story_id, S.BLOCKED)
-    data = stories.show_story(driver.ctx, story_id)
+    data = story_reads.show_story(driver.ctx, story_id)
     assert (data["status"], data["blocked_from"], data["blocked_reason"]) == (
         "blocked",
         "ready-to-work",
@@ -517,7 +517,9 @@ def test_an_epic_that_requires_approval(workspace: Workspace) -> None:
     assert transitions.move(ctx, story_id, "ready-to-work").target is S.READY_TO_WORK
     log = [row.action for row in ctx.store.log_rows(story_id)]
     assert "elaboration v2 approved by pm" in log and "elaboration v3 approved by ux" in log
-    assert any(e["type"] == "approval" for e in stories.show_story(ctx, story_id)["last_events"])
+    assert any(
+        e["type"] == "approval" for e in story_reads.show_story(ctx, story_id)["last_events"]
+    )
 
 
 def test_without_the_approval_setting_no_approval_is_needed(driver: Driver) -> None:
@@ -568,7 +570,7 @@ def test_requirements_gate_implementation(driver: Driver, workspace: Workspace) 
     listed = requirements.list_requirements(ctx)
     # The note survives an update that gives none.
     assert [(r["met"], r["note"]) for r in listed] == [(False, "migration 002 live")]
-    assert stories.show_story(ctx, story_id)["unmet_requirements"] == ["db-schema-002"]
+    assert story_reads.show_story(ctx, story_id)["unmet_requirements"] == ["db-schema-002"]
 
 
 def test_requirement_names_are_checked(driver: Driver, workspace: Workspace) -> None:

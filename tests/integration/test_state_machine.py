@@ -7,7 +7,7 @@ import pytest
 
 from storyflow.domain.statuses import Status
 from storyflow.errors import ConflictError, RuleViolation
-from storyflow.services import epics, stories
+from storyflow.services import epics, stories, story_reads
 from storyflow.services.transitions import move
 from tests.support import Driver, Workspace, code_review, new_story, proof
 
@@ -74,7 +74,7 @@ def driver(workspace: Workspace) -> Driver:
 
 
 def _history_len(driver: Driver, story_id: str) -> int:
-    return len(stories.history(driver.ctx, story_id))
+    return len(story_reads.history(driver.ctx, story_id))
 
 
 @pytest.mark.parametrize("source", list(Status), ids=lambda s: s.value)
@@ -133,7 +133,7 @@ def test_force_overrides_edges_but_not_terminal_statuses(driver: Driver) -> None
     assert no_reason.value.code == "REASON_REQUIRED"
     result = move(ctx, story_id, "uat", force=True, reason="imported mid-flight")
     assert result.forced and ctx.story(story_id).status is S.UAT
-    last = stories.history(ctx, story_id)[-1]
+    last = story_reads.history(ctx, story_id)[-1]
     assert last["forced"] is True and last["reason"] == "imported mid-flight"
     move(ctx, story_id, "cancelled", reason="dropped")
     with pytest.raises(RuleViolation) as terminal:

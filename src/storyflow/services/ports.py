@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetPhase
 from storyflow.domain.layouts import Layout
-from storyflow.domain.model import (
-    AgentLogRow,
-    ArtifactVersion,
-    EdgeFacts,
-    Epic,
-    LedgerEntry,
-    Loaded,
-    Story,
-)
 from storyflow.domain.statuses import Status
 
 if TYPE_CHECKING:  # annotations only: kept off the import path of every command
     from storyflow.domain.checks import AuditRows
     from storyflow.domain.metrics import Scope
+    from storyflow.domain.model import (
+        AgentLogRow,
+        ArtifactVersion,
+        EdgeFacts,
+        Epic,
+        LedgerEntry,
+        Loaded,
+        Story,
+    )
     from storyflow.domain.plan_model import PlanSource
     from storyflow.services.run_ports import RunStorePort
 

@@ -21,12 +21,15 @@ from storyflow.adapters.files.workspace_reader import WorkspaceReader
 from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, STAGES, Layout, legacy_kind, stage_for
-from storyflow.domain.model import AgentLogRow, Epic, Story
 from storyflow.errors import ConflictError, InvalidInput
 from storyflow.services.ports import PendingWritesPort
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: domain.model's dataclasses cost a read ~9 ms to define
     from storyflow.adapters.files.storydoc import ParsedStory, StoryFormat
+    from storyflow.domain.model import AgentLogRow, Epic, Story
+
+    # (story, metadata to render, optional keys to drop, Token Budget block or None)
+    Projection = tuple[Story, dict[str, Any], frozenset[str], dict[str, Any] | None]
 
 
 def _storydoc() -> ModuleType:
@@ -39,9 +42,6 @@ def _storydoc() -> ModuleType:
 # Story files this process checked or wrote, by (mtime_ns, size): a long-running process
 # (a worker) re-parses a story file only when someone else changed it.
 _KNOWN: dict[Path, tuple[int, int]] = {}
-
-# (story, metadata to render, optional keys to drop, Token Budget block or None)
-Projection = tuple[Story, dict[str, Any], frozenset[str], dict[str, Any] | None]
 
 ENGINE_FILES = frozenset({"METRICS.yaml", "trace.jsonl"})
 _OTHER_ID = re.compile(r"[A-Z][A-Z0-9]{1,11}-\d{3,6}")

@@ -137,7 +137,7 @@ def _take(line: _Line, name: str, value: str, *, repeats: bool) -> bool:
 
 
 def _story_show(line: _Line) -> object:
-    from storyflow.services.stories import show_story
+    from storyflow.services.story_reads import show_story
 
     with open_session(line.workspace, line.database_url) as ctx:
         return show_story(ctx, line.story_id or "")
@@ -145,7 +145,7 @@ def _story_show(line: _Line) -> object:
 
 def _story_list(line: _Line) -> object:
     from storyflow.domain.statuses import parse_status
-    from storyflow.services.stories import list_stories_json
+    from storyflow.services.story_reads import list_stories_json
 
     wanted = [parse_status(s)[0] for s in split_values(line.statuses)]
     with open_session(line.workspace, line.database_url) as ctx:
@@ -153,14 +153,14 @@ def _story_list(line: _Line) -> object:
 
 
 def _board(line: _Line) -> object:
-    from storyflow.services.stories import board
+    from storyflow.services.story_reads import board
 
     with open_session(line.workspace, line.database_url) as ctx:
         return board(ctx, epic=line.epic)
 
 
 def _next(line: _Line) -> object:
-    from storyflow.services.stories import workable_json
+    from storyflow.services.story_reads import workable_json
 
     with open_session(line.workspace, line.database_url) as ctx:
         return workable_json(ctx, epic=line.epic, limit=line.limit)

@@ -67,7 +67,8 @@ def story_new(
     as_json: bool,
 ) -> None:
     """Create the next story of epic PREFIX (status pending) and its story file."""
-    from storyflow.services.stories import create_story, story_json
+    from storyflow.services.stories import create_story
+    from storyflow.services.story_reads import story_json
 
     with service_context(actor) as ctx:
         created = create_story(
@@ -98,7 +99,7 @@ def story_new(
 def story_list(epic: str | None, statuses: tuple[str, ...], as_json: bool) -> None:
     """Stories, by epic and number."""
     from storyflow.domain.statuses import parse_status
-    from storyflow.services.stories import list_stories, list_stories_json
+    from storyflow.services.story_reads import list_stories, list_stories_json
 
     wanted = [parse_status(s)[0] for s in split_values(statuses)]
     if as_json:
@@ -119,7 +120,7 @@ def story_list(epic: str | None, statuses: tuple[str, ...], as_json: bool) -> No
 @json_option
 def story_show(story_id: str, as_json: bool) -> None:
     """Status, next action, artifacts, budget, lock and the last events."""
-    from storyflow.services.stories import show_story
+    from storyflow.services.story_reads import show_story
 
     with service_context() as ctx:
         data = show_story(ctx, story_id)
@@ -177,7 +178,7 @@ def story_show(story_id: str, as_json: bool) -> None:
 @json_option
 def story_history(story_id: str, as_json: bool) -> None:
     """Every status change: when, who, why, forced or not."""
-    from storyflow.services.stories import history
+    from storyflow.services.story_reads import history
 
     with service_context() as ctx:
         rows = history(ctx, story_id)
@@ -312,7 +313,8 @@ def story_cancel(story_id: str, reason: str, actor: str | None, as_json: bool) -
 @json_option
 def story_split(story_id: str, titles: tuple[str, ...], actor: str | None, as_json: bool) -> None:
     """Split a needs-split story into children; it becomes superseded."""
-    from storyflow.services.stories import split_story, story_json
+    from storyflow.services.stories import split_story
+    from storyflow.services.story_reads import story_json
 
     with service_context(actor) as ctx:
         original, children = split_story(ctx, story_id, list(titles))
@@ -352,7 +354,8 @@ def story_update(
     as_json: bool,
 ) -> None:
     """Change a story's metadata (dependencies are checked for cycles)."""
-    from storyflow.services.stories import story_json, update_story
+    from storyflow.services.stories import update_story
+    from storyflow.services.story_reads import story_json
 
     with service_context(actor) as ctx:
         updated = update_story(
@@ -414,7 +417,7 @@ def approve(story_id: str, by: str, note: str | None, actor: str | None, as_json
 def next_(epic: str | None, limit: int, as_json: bool) -> None:
     """Workable stories: ready-to-work, dependencies completed, requirements met, by
     priority then age."""
-    from storyflow.services.stories import workable, workable_json
+    from storyflow.services.story_reads import workable, workable_json
 
     if as_json:
         with service_context() as ctx:
@@ -433,7 +436,7 @@ def next_(epic: str | None, limit: int, as_json: bool) -> None:
 @json_option
 def board(epic: str | None, as_json: bool) -> None:
     """Counts and stories per status."""
-    from storyflow.services.stories import board as board_service
+    from storyflow.services.story_reads import board as board_service
 
     with service_context() as ctx:
         data = board_service(ctx, epic=epic)
