@@ -68,6 +68,33 @@ def test_a_command_agents_tool_calls_are_traced_under_its_span(workspace: Worksp
     assert "reviewer=security" in table
 
 
+def test_the_tools_of_a_failed_attempt_are_traced_under_its_phase(workspace: Workspace) -> None:
+    configure(
+        workspace,
+        {
+            "default_agent": "fake",
+            "agents": {
+                "fake": {"type": "command", "command": fake_command("toolhang"), "timeout": 1.5}
+            },
+            "phase_agents": {"generate": "scripted"},
+            "retries": {"AGENT_TIMEOUT": {"retries": 0}},
+            "circuit_breaker": 1,
+        },
+    )
+    (story,) = epic_with(workspace.ctx(), 1)
+    ok(workspace.run("run", story, "--json"))  # generate
+    failed = workspace.run("run", story, "--json")
+    error_body(failed, 1, "AGENT_TIMEOUT")
+    lines = _trace(workspace, story)
+    (call,) = [line for line in lines if line["type"] == "tool_call"]
+    (error,) = [line for line in lines if line["type"] == "error"]
+    assert error["error_code"] == "AGENT_TIMEOUT"
+    # no agent span (it never completed): the call sits in the phase's, beside the error
+    assert (call["tool"], call["detail"], call["phase"]) == ("Bash", "npm install", "elaborate")
+    assert "ok" not in call  # no result came back
+    assert call["parent_span_id"] == error["span_id"] and call["run_id"] == error["run_id"]
+
+
 def test_a_scenarios_tools_are_traced_and_a_bad_one_is_refused(workspace: Workspace) -> None:
     scenario(
         workspace,
@@ -78,17 +105,27 @@ def test_a_scenarios_tools_are_traced_and_a_bad_one_is_refused(workspace: Worksp
                     "tools": ["Read: docs/plan.md", {"name": "Bash", "detail": "make", "ok": False}]
                 }
             },
+            # the first attempt's proof does not validate: its calls are kept all the same
+            "rules": [{"phase": "implement", "attempt": 1, "fail": "malformed"}],
         },
     )
     configure(workspace, {"scenario": "scenario.yaml", "reviewers": {"names": []}})
     (story,) = epic_with(workspace.ctx(), 1)
     ok(workspace.run("run", "--epic", "FLOW", "--json"))
-    calls = _trace(workspace, story, "--type", "tool_call")
-    assert [(c["phase"], c["tool"], c["detail"], c["ok"]) for c in calls] == [
-        ("implement", "Read", "docs/plan.md", True),
-        ("implement", "Bash", "make", False),
+    lines = [line for line in _trace(workspace, story) if line.get("phase") == "implement"]
+    calls = [line for line in lines if line["type"] == "tool_call"]
+    assert [(c["attempt"], c["tool"], c["detail"], c["ok"]) for c in calls] == [
+        (1, "Read", "docs/plan.md", True),
+        (1, "Bash", "make", False),
+        (2, "Read", "docs/plan.md", True),
+        (2, "Bash", "make", False),
     ]
     assert calls[0]["ts"] < calls[1]["ts"]  # one after the other over the agent's work
+    (error,) = [line for line in lines if line["type"] == "error"]
+    assert error["error_code"] == "MALFORMED_OUTPUT"
+    assert calls[0]["parent_span_id"] == error["span_id"]
+    spawn = next(line for line in lines if line["type"] == "agent_spawn" and line["attempt"] == 2)
+    assert calls[2]["parent_span_id"] == spawn["span_id"]
 
     scenario(workspace, {"phases": {"implement": {"tools": [{"name": "Bash", "ok": "maybe"}]}}})
     result = workspace.run("run", story, "--json")

@@ -9,7 +9,7 @@ stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a re
 file), error (a JSON result with is_error), nonfinite (write the artifact, report Infinity,
 NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (stream-json
 with tool calls and their results, SECONDS between a call and its result; the second call
-fails; a reviewer calls one tool). The phase, story and
+fails; a reviewer calls one tool), toolhang (a tool call that never returns). The phase, story and
 folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
 stdin.
 """
@@ -155,6 +155,9 @@ def main() -> int:
         return 0
     if mode == "tools":
         return tools(seconds)
+    if mode == "toolhang":  # starts a tool that never returns
+        tool_use("toolu_h", "Bash", {"command": "npm install"})
+        time.sleep(3600)
     if mode == "sleep":
         time.sleep(seconds)
     if os.environ.get("STORYFLOW_REVIEWER"):

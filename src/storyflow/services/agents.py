@@ -10,7 +10,7 @@ EXTERNAL_SERVICE_DOWN -- or BUDGET_HARD_LIMIT / RUN_INTERRUPTED when the monitor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,8 +111,9 @@ class AgentResult:
 
 
 class AgentFailure(Exception):
-    """An agent's failure, with the contract's code and whatever usage it had run up; a
-    failed review phase also says how each parallel reviewer ended (PASSes carry over)."""
+    """An agent's failure, with the contract's code and whatever usage it had run up (and the
+    tools it had called); a failed review phase also says how each parallel reviewer ended
+    (PASSes carry over)."""
 
     def __init__(
         self,
@@ -121,12 +122,14 @@ class AgentFailure(Exception):
         *,
         usage: Usage | None = None,
         reviewers: Mapping[str, str] | None = None,
+        tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.usage = usage or Usage()
         self.reviewers = dict(reviewers) if reviewers else None
+        self.tool_calls = tuple(tool_calls)  # what it did before it failed
 
 
 class Monitor(Protocol):

@@ -6,6 +6,7 @@ commit's projection has moved the story folder, so the next worker finds it in p
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from storyflow.domain.statuses import TERMINAL, Status
 from storyflow.services import artifacts as artifact_service
 from storyflow.services import tokens as token_service
 from storyflow.services import transitions
-from storyflow.services.agents import AgentFailure
+from storyflow.services.agents import AgentFailure, ToolCall
 from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv, composed, traced
 from storyflow.services.run_failures import failure_plan
@@ -286,24 +287,7 @@ def _agent_events(ctx: Context, s: Started, work: Work) -> None:
         reviewers=sorted(work.reviewers) or None,
         **common,
     )
-    for call in work.tool_calls:  # stamped when the call ended, as a span's last line is
-        at = work.ended_at
-        if call.started is not None and s.spawned_at is not None:
-            seconds = call.started + (call.duration_ms or 0) / 1000
-            at = s.spawned_at + timedelta(seconds=seconds)
-        event(
-            ctx,
-            "tool_call",
-            s.story,
-            new_span_id(),
-            phase=s.phase,
-            at=at,
-            run_id=s.run_id,
-            attempt=s.attempt,
-            agent=s.agent,
-            parent_span_id=span,
-            **call.to_json(),
-        )
+    _tool_call_events(ctx, s, work.tool_calls, parent=span, ended_at=work.ended_at)
     usage = work.total
     event(
         ctx,
@@ -321,6 +305,33 @@ def _agent_events(ctx: Context, s: Started, work: Work) -> None:
         tool_calls=len(work.tool_calls) or None,
         **common,
     )
+
+
+def _tool_call_events(
+    ctx: Context, s: Started, calls: Sequence[ToolCall], *, parent: str, ended_at: datetime | None
+) -> None:
+    """A ``tool_call`` event per call, inside the span ``parent`` (the agent's, or the phase's
+    when the agent failed), stamped when the call ended as a span's last line is."""
+    from storyflow.adapters.db.store import new_span_id
+
+    for call in calls:
+        at = ended_at
+        if call.started is not None and s.spawned_at is not None:
+            seconds = call.started + (call.duration_ms or 0) / 1000
+            at = s.spawned_at + timedelta(seconds=seconds)
+        event(
+            ctx,
+            "tool_call",
+            s.story,
+            new_span_id(),
+            phase=s.phase,
+            at=at,
+            run_id=s.run_id,
+            attempt=s.attempt,
+            agent=s.agent,
+            parent_span_id=parent,
+            **call.to_json(),
+        )
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -346,6 +357,7 @@ def fail(ctx: Context, env: RunEnv, s: Started, failure: AgentFailure) -> PhaseO
         if usage.total:
             work = Work(usage={s.model: usage})
             _log_tokens(nctx, s, work)
+        _tool_call_events(nctx, s, failure.tool_calls, parent=s.span_id, ended_at=now)
         event(
             nctx,
             "error",

@@ -306,6 +306,8 @@ def attempt(ctx: Context, env: RunEnv, s: Started) -> PhaseOutcome:
     except AgentFailure as failure:
         if work is not None and not failure.usage.total:
             failure.usage = work.total
+        if work is not None and not failure.tool_calls:  # its output was refused
+            failure.tool_calls = tuple(work.tool_calls)
         return fail(ctx, env, s, failure)
     except StoryflowError as error:  # the outcome was refused: an agent's fault, or lost
         refused = from_error(error)
@@ -315,6 +317,7 @@ def attempt(ctx: Context, env: RunEnv, s: Started) -> PhaseOutcome:
             raise
         if work is not None:
             refused.usage = work.total
+            refused.tool_calls = tuple(work.tool_calls)
         return fail(ctx, env, s, refused)
 
 

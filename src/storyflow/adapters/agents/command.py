@@ -98,18 +98,21 @@ class CommandAgent(PromptedAgent):
                 f"{argv[0]} exited with status {proc.returncode}"
                 + (f": {stderr}" if stderr else ""),
                 usage=usage,
+                tool_calls=tools,
             )
         if parsed is None:
             raise AgentFailure(
                 "MALFORMED_OUTPUT",
                 f"{argv[0]} printed no JSON result: {stdout.strip()[:200]!r}",
                 usage=usage,
+                tool_calls=tools,
             )
         if parsed.is_error:
             raise AgentFailure(
                 "EXTERNAL_SERVICE_DOWN",
                 f"{argv[0]} reported an error: {parsed.result[:300]}",
                 usage=usage,
+                tool_calls=tools,
             )
         if request.reviewer is None:
             return AgentResult(
@@ -145,12 +148,14 @@ class CommandAgent(PromptedAgent):
                     f"{self.spec.command[0]} ran past its timeout of {request.timeout:g} s; "
                     "its process group was killed",
                     usage=stream.usage,
+                    tool_calls=stream.tools.calls,
                 )
             try:
                 monitor.tick()
             except AgentFailure as stop:
                 _kill_group(proc)
                 stop.usage = stop.usage if stop.usage.total else stream.usage
+                stop.tool_calls = stream.tools.calls
                 raise
 
     @staticmethod
@@ -169,6 +174,7 @@ class CommandAgent(PromptedAgent):
             except AgentFailure as stop:
                 _kill_group(proc)
                 stop.usage = stream.usage
+                stop.tool_calls = stream.tools.calls
                 raise
         return offset + len(chunk)
 
