@@ -77,3 +77,13 @@ def test_a_block_without_a_tool_name_is_no_call() -> None:
     messages = [_use("t1", "", {"command": "ls"}), _use("t2", None, {}), FINAL]  # type: ignore[arg-type]
     parsed = parse_output(json.dumps(messages))
     assert parsed is not None and parsed.tool_calls == ()
+
+
+def test_control_characters_never_reach_the_terminal() -> None:
+    # an agent's output is untrusted: an escape sequence in a command would be printed raw
+    # by `storyflow trace` (here: clear the screen, then a bell)
+    messages = [_use("t1", "Ba\x1bsh\n", {"command": "rm -rf build\x1b[2J\r\nls\x07"}), FINAL]
+    parsed = parse_output(json.dumps(messages))
+    assert parsed is not None
+    (call,) = parsed.tool_calls
+    assert (call.name, call.detail) == ("Ba?sh", "rm -rf build?[2J ls?")

@@ -27,6 +27,7 @@ MAX_TOOL_CALLS = 1000  # kept per agent run (an event each); later ones are left
 DETAIL_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description")
 DETAIL_CHARS = 200
 _VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # tabs and line breaks: spaces
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +126,7 @@ class ToolCalls:
             return
         key = str(key) if key is not None else f"#{self.count}"
         at = self._clock() if self._clock else None
-        self._calls[key] = {"name": name.strip()[:100], "detail": _detail(arguments), "at": at}
+        self._calls[key] = {"name": _one_line(name, 100), "detail": _detail(arguments), "at": at}
 
     def _result(self, key: Any, *, ok: bool) -> None:
         call = self._calls.get(str(key))
@@ -160,8 +161,14 @@ def _detail(arguments: Any) -> str:
                 arguments = arguments[key]
                 break
     text = arguments if isinstance(arguments, str) else json.dumps(arguments, default=str)
-    text = " ".join(text.split())
-    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "\u2026"
+    return _one_line(text, DETAIL_CHARS)
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line of at most ``limit`` characters, without control characters:
+    an agent's output is untrusted, and ``storyflow trace`` prints this on a terminal."""
+    text = " ".join(_CONTROL.sub("?", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class StreamUsage:
