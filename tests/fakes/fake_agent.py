@@ -4,7 +4,7 @@
     fake_agent.py MODE [SECONDS]
 
 MODE: ok (write the phase's artifact, print a Claude-Code-style JSON result), sleep (sleep
-SECONDS first, then ok), garbage (print what is not JSON), exit1 (print an error, exit 1),
+SECONDS first, then ok), garbage (print what is not JSON), exit1 (print a coloured error, exit 1),
 stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a result, no
 file), error (a JSON result with is_error), nonfinite (write the artifact, report Infinity,
 NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (stream-json
@@ -124,7 +124,7 @@ def main() -> int:
         print("I had a think and here is my answer: maybe?")
         return 0
     if mode == "exit1":
-        print("API Error: 529 overloaded", file=sys.stderr)
+        print("\x1b[1;31mAPI Error:\x1b[0m 529 overloaded", file=sys.stderr)  # coloured
         return 1
     if mode == "error":
         print(json.dumps({"type": "result", "is_error": True, "result": "rate limited"}))

@@ -96,7 +96,7 @@ def test_usage_that_is_not_a_finite_count_is_not_logged(workspace: Workspace) ->
     [
         (fake_command("sleep", "30"), "AGENT_TIMEOUT", "timeout"),
         (fake_command("garbage"), "MALFORMED_OUTPUT", "no JSON result"),
-        (fake_command("exit1"), "EXTERNAL_SERVICE_DOWN", "529 overloaded"),
+        (fake_command("exit1"), "EXTERNAL_SERVICE_DOWN", "API Error: 529 overloaded"),
         (["/nonexistent/agent-cli", "-p"], "AGENT_SPAWN_FAILED", "cannot start"),
         ([str(FAKES / "not-executable.txt")], "AGENT_SPAWN_FAILED", "cannot start"),
         (fake_command("error"), "EXTERNAL_SERVICE_DOWN", "rate limited"),
@@ -124,6 +124,7 @@ def test_every_failure_type_through_the_command_adapter(
     assert time.monotonic() - began < 10  # a timed-out agent's group is killed, not awaited
     assert (outcome.phase, outcome.status, outcome.error_code) == ("elaborate", "blocked", code)
     assert words in (outcome.message or "")
+    assert "\x1b" not in (outcome.message or "")  # its colours are not part of the message
     shown = ctx.story(story)
     assert shown.status is Status.BLOCKED and code in (shown.blocked_reason or "")
     row = runs_of(ctx, story)[-1]

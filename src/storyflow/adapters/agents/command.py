@@ -18,7 +18,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from storyflow.adapters.agents.output import StreamUsage, parse_output, reviewer_result
+from storyflow.adapters.agents.output import (
+    StreamUsage,
+    parse_output,
+    plain_text,
+    reviewer_result,
+)
 from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
@@ -85,7 +90,7 @@ class CommandAgent(PromptedAgent):
                 ) from exc
             stream = self._watch(proc, request, monitor, out_path)
         stdout = out_path.read_text(encoding="utf-8", errors="replace")
-        stderr = err_path.read_text(encoding="utf-8", errors="replace")[-TAIL:].strip()
+        stderr = plain_text(err_path.read_text(encoding="utf-8", errors="replace"))[-TAIL:].strip()
         parsed = parse_output(stdout)
         usage = parsed.usage if parsed is not None else stream.usage
         # calls seen while it streamed carry their times; a JSON document printed at the
@@ -110,16 +115,19 @@ class CommandAgent(PromptedAgent):
         if parsed.is_error:
             raise AgentFailure(
                 "EXTERNAL_SERVICE_DOWN",
-                f"{argv[0]} reported an error: {parsed.result[:300]}",
+                f"{argv[0]} reported an error: {plain_text(parsed.result[:300])}",
                 usage=usage,
                 tool_calls=tools,
             )
         if request.reviewer is None:
             return AgentResult(
-                usage=usage, model=request.model, summary=parsed.result[:500], tool_calls=tools
+                usage=usage,
+                model=request.model,
+                summary=plain_text(parsed.result[:500]),
+                tool_calls=tools,
             )
         result = reviewer_result(
-            request, parsed, where="the agent's result", summary=parsed.result[:500]
+            request, parsed, where="the agent's result", summary=plain_text(parsed.result[:500])
         )
         return replace(result, tool_calls=tools)
 

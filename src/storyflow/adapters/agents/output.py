@@ -28,6 +28,8 @@ DETAIL_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "descr
 DETAIL_CHARS = 200
 _VERDICT_LINE = re.compile(r"\bVERDICT:\s*(PASS|FAIL)\b", re.I)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # tabs and line breaks: spaces
+# Terminal escape sequences (colours, cursor moves, titles): CSI, OSC and two-character ones.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,10 +166,16 @@ def _detail(arguments: Any) -> str:
     return _one_line(text, DETAIL_CHARS)
 
 
+def plain_text(text: str) -> str:
+    """What an agent printed, for a message a person reads: its colours and other terminal
+    escapes removed, any other control character (but tabs and line breaks) as ``?``."""
+    return _CONTROL.sub("?", _ESCAPES.sub("", text)).replace("\x0b", "?").replace("\x0c", "?")
+
+
 def _one_line(text: str, limit: int) -> str:
     """``text`` on one line of at most ``limit`` characters, without control characters:
     an agent's output is untrusted, and ``storyflow trace`` prints this on a terminal."""
-    text = " ".join(_CONTROL.sub("?", text).split())
+    text = " ".join(plain_text(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
