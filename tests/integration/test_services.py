@@ -3,6 +3,7 @@ versions, approvals and requirements."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -214,6 +215,15 @@ def _expire_lease(ctx: Context, story_id: str) -> None:
     )
 
 
+def _next_json_agrees(ctx: Context, epic: str | None = None) -> None:
+    """`next --json` (objects the database encodes) prints what story_json of `workable`
+    gives: the same stories, order, keys, key order and values."""
+    slow = [story_reads.story_json(s) for s in story_reads.workable(ctx, epic=epic)]
+    fast = story_reads.workable_json(ctx, epic=epic)
+    assert json.dumps(fast) == json.dumps(slow)
+    assert story_reads.workable_json(ctx, epic=epic, limit=2) == slow[:2]
+
+
 def test_next_orders_workable_stories_by_priority_then_age(
     driver: Driver, workspace: Workspace
 ) -> None:
@@ -240,6 +250,8 @@ def test_next_orders_workable_stories_by_priority_then_age(
 
     assert _ids(story_reads.workable(ctx)) == [p0, p1, old_p2, young_p2, after_done, other_epic]
     assert _ids(story_reads.workable(ctx, epic="FLOW")) == [p0, p1, old_p2, young_p2, after_done]
+    _next_json_agrees(ctx)
+    _next_json_agrees(ctx, "FLOW")
     cli = workspace.cli("next", "--epic", "FLOW", "--limit", "2", "--json")
     assert cli.code == 0, cli
     assert [s["id"] for s in cli.json] == [p0, p1]
@@ -255,6 +267,7 @@ def test_next_orders_workable_stories_by_priority_then_age(
         young_p2,
         after_done,
     ]
+    _next_json_agrees(ctx, "FLOW")
     # Completing the dependency releases the story that waited for it.
     transitions.move(ctx, not_ready, "cancelled", reason="dropped")
     assert waits not in _ids(story_reads.workable(ctx))  # cancelled is not completed

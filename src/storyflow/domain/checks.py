@@ -12,13 +12,12 @@ from typing import Any
 
 from storyflow.domain.budgets import BudgetPhase
 from storyflow.domain.model import (
-    PRIORITIES,
-    PRIORITY_ALIASES,
     AgentLogRow,
     Epic,
     LedgerEntry,
     Story,
 )
+from storyflow.domain.priorities import PRIORITIES, PRIORITY_ALIASES
 from storyflow.domain.statuses import Status, parse_status
 from storyflow.domain.transitions import PHASE_RUN_MARKERS
 from storyflow.errors import InvalidInput

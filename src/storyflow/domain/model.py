@@ -1,4 +1,7 @@
-"""Value objects: epics, stories, artifact versions, ledger entries. Frozen; copy to change."""
+"""Value objects: epics, stories, artifact versions, ledger entries. Frozen; copy to change.
+
+Story priorities (their order and spellings) are in ``priorities.py``: ``storyflow next``
+sorts by them without defining these dataclasses."""
 
 from __future__ import annotations
 
@@ -16,16 +19,6 @@ from storyflow.errors import InvalidInput
 
 PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
 STORY_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{1,11})-(?P<number>\d{3,6})$")
-PRIORITIES = ("P0", "P1", "P2", "P3", "P4")
-PRIORITY_ALIASES = {
-    "critical": "P0",
-    "highest": "P0",
-    "high": "P1",
-    "medium": "P2",
-    "normal": "P2",
-    "low": "P3",
-    "lowest": "P4",
-}
 
 
 def parse_prefix(text: str) -> str:
@@ -55,21 +48,6 @@ def parse_story_id(text: str) -> tuple[str, int]:
 
 def format_story_id(prefix: str, number: int) -> str:
     return f"{prefix}-{number:03d}"
-
-
-def parse_priority(text: str) -> str:
-    value = str(text).strip()
-    upper = value.upper()
-    if upper in PRIORITIES:
-        return upper
-    alias = PRIORITY_ALIASES.get(value.lower())
-    if alias:
-        return alias
-    raise InvalidInput(
-        f"invalid priority {text!r}",
-        hint="use P0 (highest) to P4, or critical/high/medium/low",
-        details={"value": value},
-    )
 
 
 MAX_PHASE = 9999  # a plan's phase numbers have at most four digits

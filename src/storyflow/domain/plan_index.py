@@ -7,8 +7,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from storyflow.domain.model import PRIORITIES, Story
+from storyflow.domain.model import Story
 from storyflow.domain.plan_model import DETAIL_KEYS, INDEX_DOC_TYPE, INDEX_FIELDS, LIST_DETAILS
+from storyflow.domain.priorities import PRIORITIES
 from storyflow.domain.statuses import Status
 
 _LABELS = dict(INDEX_FIELDS)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from storyflow.domain.model import parse_priority, parse_story_id
+from storyflow.domain.model import parse_story_id
 from storyflow.domain.plan_model import (
     DETAIL_KEYS,
     FIELD_ALIASES,
@@ -22,6 +22,7 @@ from storyflow.domain.plan_model import (
     PlanWarning,
     StoriesIndex,
 )
+from storyflow.domain.priorities import parse_priority
 from storyflow.domain.statuses import parse_status
 from storyflow.errors import InvalidInput
 

@@ -12,9 +12,9 @@ from storyflow.domain.model import (
     Story,
     check_phase,
     format_story_id,
-    parse_priority,
     parse_story_id,
 )
+from storyflow.domain.priorities import parse_priority
 from storyflow.domain.statuses import Status
 from storyflow.errors import InvalidInput, RuleViolation, StoryflowError
 from storyflow.services.context import Context

@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from storyflow.domain.budgets import parse_enforcement
-from storyflow.domain.model import MAX_PHASE, parse_priority, parse_story_id
+from storyflow.domain.model import MAX_PHASE, parse_story_id
+from storyflow.domain.priorities import parse_priority
 from storyflow.domain.statuses import parse_status
 from storyflow.errors import InvalidInput, StoryflowError
 

@@ -754,13 +754,19 @@ class Store:
         """The stories in the shape of ``story_json``, as one JSON array encoded by the
         database (one object per row, in order): ``story list --json`` over thousands of
         stories builds no Python object per value and runs no Python encoder."""
+        return "[" + ",".join(text for _, text in self.story_json_rows(epic, statuses)) + "]"
+
+    def story_json_rows(
+        self, epic: str | None = None, statuses: Sequence[Status] | None = None
+    ) -> list[tuple[int, str]]:
+        """(number, the object of ``story_list_json``) per matching story, in its order."""
         clause, params = _story_filter(epic, statuses, alias="s.")
         rows = self.conn.fetch_tuples(
-            f"SELECT {self._q_story_json} FROM workflow_stories s{clause}"
+            f"SELECT s.number, {self._q_story_json} FROM workflow_stories s{clause}"
             " ORDER BY s.epic, s.number",
             params,
         )
-        return "[" + ",".join(row[0] for row in rows) + "]"
+        return [(int(number), text) for number, text in rows]
 
     def board_rows(self, epic: str | None) -> list[Row]:
         clause, params = ("WHERE epic = :epic", {"epic": epic}) if epic else ("", {})
