@@ -41,8 +41,9 @@ def story_json(story: Story) -> dict[str, Any]:
         "superseded_by": list(story.superseded_by),
         "review_iterations": story.review_iterations,
         "qa_iterations": story.qa_iterations,
-        "created_at": story.created_at.isoformat(),
-        "updated_at": story.updated_at.isoformat(),
+        # always six digits, as stored: the list's JSON (built by the database) copies them
+        "created_at": story.created_at.isoformat(timespec="microseconds"),
+        "updated_at": story.updated_at.isoformat(timespec="microseconds"),
         "version": story.version,
     }
 
