@@ -153,6 +153,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("INVALID_KIND", 7, "Not an artifact kind."),
     ("INVALID_YAML", 7, "The YAML (or Markdown front matter) does not parse."),
     ("YAML_TOO_COMPLEX", 7, "The YAML expands beyond the allowed size (alias bomb)."),
+    ("DUPLICATE_KEY", 7, "A YAML mapping states the same key twice."),
     ("NOT_UTF8", 7, "The file is not UTF-8 text."),
     ("FILE_TOO_LARGE", 7, "The file is bigger than limits.max_file_bytes."),
     ("SCHEMA_INVALID", 7, "The artifact does not match its schema."),

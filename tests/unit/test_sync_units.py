@@ -33,7 +33,6 @@ DOCUMENTS = [
     "text: |\n  line one\n  line two\nfolded: >\n  a\n  b\nhex: 0x1F\noct: 0o17\n",
     "nested:\n  deeper:\n    deepest:\n      - a: 1\n        b: [x, {y: z}]\n",
     "set: !!set {a, b}\nstr: !!str 123\n",
-    "dup: 1\ndup: 2\n",
     "",
     "- just\n- a list\n",
     "inf: .inf\nnan_is: .nan\nneg: -12_000\n",
@@ -55,6 +54,16 @@ def test_fast_constructor_gives_what_pyyaml_gives(text: str) -> None:
     if expected != expected:  # pragma: no cover - nan never equals itself
         return
     assert repr(found) == repr(expected)
+
+
+@pytest.mark.parametrize("text", ["dup: 1\ndup: 2\n", "a: &a 1\nb: *a\nb: 2\n", "1: x\n1: y\n"])
+def test_a_key_written_twice_is_refused_by_both_constructors(text: str) -> None:
+    for load in (_reference, lambda t: yamlio.load_yaml(t, source="t")):
+        with pytest.raises((InvalidInput, yamlio._DuplicateKey)):
+            load(text)
+    with pytest.raises(InvalidInput) as caught:
+        yamlio.load_yaml(text, source="t")
+    assert caught.value.code == "DUPLICATE_KEY" and caught.value.details["line"] in (2, 3)
 
 
 def test_fast_constructor_keeps_the_refusals() -> None:

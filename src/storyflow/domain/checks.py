@@ -48,7 +48,7 @@ def conflict_line(text: str) -> int | None:
 
 # ---- names --------------------------------------------------------------------------------
 
-STORY_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z][A-Z0-9]{1,11}-\d{3,6}(?!\d)")
+STORY_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z][A-Z0-9]{1,11}-[0-9]{3,6}(?![0-9])")
 # Story-like files outside a story folder are loose; plan files (PLAN.exec.md,
 # stories.index.md, ...) carry no story ID and are not.
 LOOSE_SUFFIXES = (".md", ".yaml", ".yml", ".json")

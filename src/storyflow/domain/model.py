@@ -18,7 +18,7 @@ from storyflow.domain.statuses import Status
 from storyflow.errors import InvalidInput
 
 PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
-STORY_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{1,11})-(?P<number>\d{3,6})$")
+STORY_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{1,11})-(?P<number>[0-9]{3,6})$")
 
 
 def parse_prefix(text: str) -> str:

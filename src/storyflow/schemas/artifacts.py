@@ -16,7 +16,7 @@ from storyflow.domain.budgets import Enforcement
 from storyflow.domain.statuses import parse_status
 from storyflow.errors import InvalidInput
 
-StoryId = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{1,11}-\d{3,6}$")]
+StoryId = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{3,6}$")]
 Text = Annotated[str, Field(min_length=1)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 CheckStatus = Literal["pass", "fail", "not_run"]

@@ -40,6 +40,29 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
             _RESOLVED[value] = tag
         return tag
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """PyYAML's, but a key written twice is refused (PyYAML keeps the last value: a
+        second ``verdict:`` would silently win). Keys merged in with ``<<`` may be
+        overridden, as YAML allows."""
+        _refuse_duplicate_keys(node)
+        return dict(super().construct_mapping(node, deep=deep))
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__(node.value)
+        self.node = node
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if type(key_node) is yaml.ScalarNode and not key_node.tag.endswith(":merge"):
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise _DuplicateKey(key_node)
+            seen.add(key)
+
 
 class _SyntaxLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """For checks that build no data: every node keeps one tag, so composing a document
@@ -228,10 +251,19 @@ def _construct(loader: Any, node: yaml.Node, *, aliases: bool) -> Any:
             if tag != _MAP:
                 raise _Unusual
             data = {}
+            others: set[tuple[str, str]] = set()  # keys that are not strings, as written
             for key_node, value_node in current.value:
                 if type(key_node) is not yaml.ScalarNode or key_node.tag.endswith(":merge"):
                     raise _Unusual
-                key = key_node.value if key_node.tag == _STR else build(key_node)
+                if key_node.tag == _STR:
+                    key = key_node.value
+                    if key in data:  # no key of another type equals a string
+                        raise _DuplicateKey(key_node)
+                else:  # 1 and true are one key to Python, two to YAML (and to PyYAML)
+                    key = build(key_node)
+                    if (key_node.tag, key_node.value) in others:
+                        raise _DuplicateKey(key_node)
+                    others.add((key_node.tag, key_node.value))
                 data[key] = build(value_node)
             return data
         if kind is yaml.SequenceNode:
@@ -275,8 +307,18 @@ def load_yaml(text: str, *, source: str, line_offset: int = 0, construct: bool =
                 details={"file": source},
             )
         if not construct:
+            if type(node) is yaml.MappingNode:
+                _refuse_duplicate_keys(node)  # the top level's: cheap, and what files state
             return node
         return _construct(loader, node, aliases="*" in text)
+    except _DuplicateKey as exc:
+        line = exc.node.start_mark.line + 1 + line_offset
+        raise InvalidInput(
+            f"{source}:{line}: the key {exc.node.value!r} is written twice in one mapping",
+            code="DUPLICATE_KEY",
+            hint="keep one of them: YAML allows each key once per mapping",
+            details={"file": source, "line": line, "key": exc.node.value},
+        ) from None
     except yaml.YAMLError as exc:
         line = _error_line(exc, line_offset)
         where = f"{source}:{line}" if line else source
@@ -471,7 +513,10 @@ _FENCE = "---"
 
 
 def split_front_matter(text: str) -> tuple[str | None, str, int]:
-    """Return (front matter YAML or None, body, line number where the body starts - 1)."""
+    """Return (front matter YAML or None, body, line number where the body starts - 1). A
+    byte order mark before the fence (some editors write one) is not part of the file."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
     if not text.startswith(_FENCE):
         return None, text, 0
     lines = text.split("\n")
