@@ -170,7 +170,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("WRONG_DOC_TYPE", 7, "The file's doc_type is not the one its name calls for."),
     ("DUPLICATE_SECTION", 7, "A plan states a rule section (or an index a story) twice."),
     ("MERGE_CONFLICT", 7, "The file holds unresolved merge-conflict markers."),
-    ("FILE_EXISTS", 5, "plan export would replace a file that is not the epic's index (--force)."),
+    ("FILE_EXISTS", 5, "A file storyflow did not write is in the way (--force replaces it)."),
     # two-way sync (storyflow sync)
     ("SYNC_CONFLICT", 5, "A datum changed in a file and in the database since the last sync."),
     ("AGENT_LOG_EDITED", 5, "A story file's Agent Log lost or changed rows the database holds."),

@@ -22,19 +22,24 @@ def reference_files() -> dict[str, str]:
     return reference(cli_reference(cli))
 
 
-def _relative(root: Path, paths: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """PATHS (relative to the current directory) as paths relative to the workspace root;
-    the ones outside it separately."""
+def _relative(root: Path, paths: tuple[str, ...]) -> tuple[list[str] | None, list[str]]:
+    """PATHS (relative to the current directory) as paths relative to the workspace root,
+    and the ones outside it separately. A path that is the workspace root (``.`` there, or
+    ``"$PWD"``) or a folder holding it asks for the whole workspace: None."""
     inside: list[str] = []
     outside: list[str] = []
     base = root.resolve()
+    whole = False
     for raw in paths:
         path = Path(raw).resolve()
+        if path == base or path in base.parents:
+            whole = True
+            continue
         try:
             inside.append(path.relative_to(base).as_posix())
         except ValueError:
             outside.append(raw)
-    return inside, outside
+    return (None if whole or not paths else inside), outside
 
 
 def _count(n: int, noun: str) -> str:
@@ -51,8 +56,10 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
     stale generated docs and broken links in the docs. Read-only.
 
     PATHS limits the check to what those files concern (the pre-commit hook passes the
-    staged files). Exit status 0 when clean, 3 on findings; each finding names the file,
-    the line where known, its code (docs/reference/checks.md) and a hint.
+    staged files); a path that is the workspace root (or holds it) checks everything, and
+    paths outside the workspace are ignored, and named. Exit status 0 when clean, 3 on
+    findings; each finding names the file, the line where known, its code
+    (docs/reference/checks.md) and a hint.
     """
     from storyflow.bootstrap import generated_docs
     from storyflow.services import docs as docs_service
@@ -66,12 +73,10 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
             existing = folder.generated()
             if not existing:  # the workspace does not keep generated docs
                 return []
-            found = docs_service.drift(existing, reference_files())
+            found = docs_service.drift_in(folder, reference_files())
             return [(f"{REFERENCE_DIR}/{d.path}", d.reason) for d in found]
 
-        report = run_check(
-            ctx, paths=inside if paths else None, ignored=outside, docs_drift=docs_drift
-        )
+        report = run_check(ctx, paths=inside, ignored=outside, docs_drift=docs_drift)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -89,8 +94,17 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
                 f"note: a run holds {', '.join(report.in_run)}: its files are work in "
                 "progress, not counted (check again when the run has finished)"
             )
+        if report.ignored:
+            echo(f"note: ignored, outside the workspace: {', '.join(report.ignored)}")
+        if report.paths is not None and not report.stories and not report.files:
+            echo(
+                "note: PATHS name no story folder or file storyflow checks (storyflow check "
+                "without PATHS checks the whole workspace)"
+            )
         verdict = "clean" if report.clean else f"{len(report.findings)} finding(s)"
-        echo(f"storyflow check: {verdict} ({summary})")
+        given = len(report.paths or ()) + len(report.ignored)
+        scope = "" if report.paths is None else f" of {_count(given, 'path')}"
+        echo(f"storyflow check: {verdict}{scope} ({summary})")
     if not report.clean:
         sys.exit(FINDINGS_EXIT)  # after the output; not an error, so no error body
 
@@ -107,12 +121,23 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="The reference folder (default: docs/reference in the workspace, else here).",
 )
+@option(
+    "--force",
+    is_flag=True,
+    help="Replace files storyflow docs did not write that are where a generated file goes.",
+)
 @json_option
 @click.pass_context
-def docs(click_ctx: click.Context, check_only: bool, output: str | None, as_json: bool) -> None:
+def docs(
+    click_ctx: click.Context, check_only: bool, output: str | None, force: bool, as_json: bool
+) -> None:
     """Write the reference docs (statuses and edges, guards, error codes, budgets, layouts,
     artifact JSON Schemas, check codes, this command reference) from the live objects.
-    Byte-stable: no timestamps. Needs no database."""
+    Byte-stable: no timestamps. Needs no database.
+
+    A file in the folder without the generated-file marker, where a generated file goes, is
+    never replaced without --force (exit 5, FILE_EXISTS, nothing written); --check reports
+    it as not generated."""
     from storyflow.bootstrap import generated_docs
     from storyflow.config import find_root
     from storyflow.services import docs as docs_service
@@ -123,8 +148,18 @@ def docs(click_ctx: click.Context, check_only: bool, output: str | None, as_json
         folder = base / docs_service.DEFAULT_DIR
     else:
         folder = Path(output)
+    if folder.exists() and not folder.is_dir():  # click lets a FIFO or device through
+        from storyflow.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{folder} is not a folder",
+            hint="name a folder (or one that does not exist yet) with --output",
+            details={"directory": str(folder)},
+        )
     wanted = reference_files()
-    found = docs_service.update(generated_docs(folder), wanted, check=check_only)
+    found = docs_service.update(
+        generated_docs(folder), wanted, check=check_only, force=force, shown=str(folder)
+    )
     if as_json:
         emit_json(
             {
