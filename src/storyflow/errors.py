@@ -133,6 +133,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("REASON_REQUIRED", 3, "The move (block, cancel, force, budget confirmation) needs a reason."),
     ("GATE_CONTRADICTION", 3, "An artifact's verdict contradicts its own evidence."),
     ("SPLIT_NOT_ALLOWED", 3, "Only a story in needs-split can be split."),
+    ("STORY_NUMBERS_EXHAUSTED", 3, "The epic has no free story number (the last is 999999)."),
     ("MODEL_ASSIGNMENT_INVALID", 3, "An assignment names an unknown model, phase, role or agent."),
     ("BUDGET_HARD_LIMIT", 4, "hard_gate: the phase's token usage reached its hard limit."),
     ("BUDGET_CONFIRMATION_REQUIRED", 4, "soft_gate: the hard limit was reached; confirm."),

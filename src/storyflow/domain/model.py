@@ -15,7 +15,7 @@ from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget
 from storyflow.domain.layouts import LayoutName
 from storyflow.domain.statuses import Status
-from storyflow.errors import InvalidInput
+from storyflow.errors import InvalidInput, RuleViolation
 
 PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
 STORY_ID_RE = re.compile(r"^(?P<prefix>[A-Z][A-Z0-9]{1,11})-(?P<number>[0-9]{3,6})$")
@@ -46,8 +46,38 @@ def parse_story_id(text: str) -> tuple[str, int]:
     return match["prefix"], int(match["number"])
 
 
+MAX_STORY_NUMBER = 999_999  # STORY_ID_RE: 3-6 digits
+
+
 def format_story_id(prefix: str, number: int) -> str:
     return f"{prefix}-{number:03d}"
+
+
+def check_free_numbers(prefix: str, first: int, count: int = 1) -> None:
+    """Refuse ``count`` new stories numbered from ``first`` when the last would not be a
+    valid story ID (more than six digits): every other command would reject it."""
+    if first + count - 1 > MAX_STORY_NUMBER:
+        left = max(0, MAX_STORY_NUMBER - first + 1)
+        raise RuleViolation(
+            f"epic {prefix} has no free story number for {count} new "
+            f"{'story' if count == 1 else 'stories'} ({left} left: a story number has at "
+            f"most six digits, {prefix}-{MAX_STORY_NUMBER} is the last)",
+            code="STORY_NUMBERS_EXHAUSTED",
+            hint="create the story in a new epic (storyflow epic new PREFIX --title ...)",
+            details={"epic": prefix, "next": first, "wanted": count, "left": left},
+        )
+
+
+def check_coverage_threshold(value: float, option: str = "--coverage-threshold") -> float:
+    """A coverage threshold: a percentage from 0 to 100 (NaN and infinities refused: with NaN
+    every comparison is false, so any coverage would pass)."""
+    if isinstance(value, bool) or not 0 <= value <= 100:
+        raise InvalidInput(
+            f"coverage threshold must be between 0 and 100, not {value:g}",
+            hint=f"a percentage, e.g. {option} 45",
+            details={"value": str(value)},
+        )
+    return float(value)
 
 
 MAX_PHASE = 9999  # a plan's phase numbers have at most four digits

@@ -9,22 +9,70 @@ from typing import Any
 from storyflow.config import validate_timezone
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.layouts import LayoutName, default_root
-from storyflow.domain.model import Epic, EpicSettings, parse_prefix
+from storyflow.domain.model import (
+    STORY_ID_RE,
+    Epic,
+    EpicSettings,
+    check_coverage_threshold,
+    parse_prefix,
+)
 from storyflow.errors import InvalidInput
 from storyflow.services.context import Context
 from storyflow.services.projection import render_epic_stories, renders_budgets_anew
 from storyflow.services.unit_of_work import change
 
 
+def _bad_root(text: str, why: str) -> InvalidInput:
+    return InvalidInput(
+        f"epic root {text!r} {why}",
+        hint="a folder inside the workspace of its own, e.g. --root plans/new-epic",
+        details={"value": text},
+    )
+
+
 def _root(text: str) -> str:
+    """The root as a normalised relative path (``./x/`` is ``x``): inside the workspace,
+    not the workspace itself, no hidden folder (``.git``, ``.storyflow``), no folder named
+    like a story (a story folder's, which the walks of check and sync do not enter)."""
     path = PurePosixPath(text.strip().replace("\\", "/"))
     if not text.strip() or path.is_absolute() or ".." in path.parts:
-        raise InvalidInput(
-            f"epic root {text!r} must be a relative path inside the workspace",
-            hint="e.g. --root plans/future/flow-sync",
-            details={"value": text},
-        )
+        raise _bad_root(text, "must be a relative path inside the workspace")
+    if not path.parts:
+        raise _bad_root(text, "is the workspace itself")
+    if any(part.startswith(".") for part in path.parts):
+        raise _bad_root(text, "lies in a hidden folder (git's, storyflow's own, …)")
+    if any(STORY_ID_RE.match(part) for part in path.parts):
+        raise _bad_root(text, "lies in a story folder")
+    if any(not part.isprintable() for part in path.parts):
+        raise _bad_root(text, "holds control characters")
     return path.as_posix()
+
+
+def check_root_free(ctx: Context, epic: Epic) -> None:
+    """Refuse a root inside or around another epic's root: the walks would take one epic's
+    story folders for misplaced or duplicate stories of the other. Epics of one layout may
+    share a root (two flat epics in plans/stories); a symlink may not lead out of the
+    workspace."""
+    base = ctx.files.root.resolve()
+    try:
+        (ctx.files.root / epic.root).resolve().relative_to(base)
+    except ValueError:
+        raise _bad_root(epic.root, "leads out of the workspace (a symbolic link)") from None
+    mine = PurePosixPath(epic.root)
+    for other in ctx.store.list_epics():
+        if other.prefix == epic.prefix:
+            continue
+        theirs = PurePosixPath(other.root.strip("/"))
+        if theirs == mine:
+            if other.layout is epic.layout:
+                continue
+            raise _bad_root(
+                epic.root, f"is epic {other.prefix}'s root, which has the {other.layout} layout"
+            )
+        if mine.is_relative_to(theirs):
+            raise _bad_root(epic.root, f"lies inside epic {other.prefix}'s root {other.root}")
+        if theirs.is_relative_to(mine):
+            raise _bad_root(epic.root, f"holds epic {other.prefix}'s root {other.root}")
 
 
 def _title(text: str) -> str:
@@ -51,10 +99,8 @@ def create_epic(
 ) -> Epic:
     prefix = parse_prefix(prefix)
     chosen = layout or ctx.config.default_layout
-    if coverage_threshold is not None and not 0 <= coverage_threshold <= 100:
-        raise InvalidInput(
-            "coverage threshold must be between 0 and 100", hint="e.g. --coverage-threshold 45"
-        )
+    if coverage_threshold is not None:
+        check_coverage_threshold(coverage_threshold)
     now = ctx.now()
     epic = Epic(
         prefix=prefix,
@@ -76,6 +122,7 @@ def create_epic(
         updated_at=now,
     )
     with change(ctx) as pending:
+        check_root_free(ctx, epic)
         ctx.store.insert_epic(epic)
         ctx.files.write_epic_file(pending, epic)  # a fresh clone rebuilds the epic from it
         ctx.store.insert_event(
@@ -104,8 +151,7 @@ def update_epic(
         epic = ctx.epic(prefix)
         settings = epic.settings
         if coverage_threshold is not None:
-            if not 0 <= coverage_threshold <= 100:
-                raise InvalidInput("coverage threshold must be between 0 and 100", hint="0-100")
+            check_coverage_threshold(coverage_threshold)
             settings = replace(settings, coverage_threshold=coverage_threshold)
         if require_approval is not None:
             settings = replace(settings, require_approval=require_approval)

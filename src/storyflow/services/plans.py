@@ -28,7 +28,7 @@ from storyflow.domain.plan_rules import derive
 from storyflow.domain.statuses import TERMINAL
 from storyflow.errors import InvalidInput, StoryflowError
 from storyflow.services.context import Context
-from storyflow.services.epics import _root, _title
+from storyflow.services.epics import _root, _title, check_root_free
 from storyflow.services.plan_report import Change, ImportReport, MoveRequest, StoryChange
 from storyflow.services.plan_targets import (
     Target,
@@ -78,6 +78,8 @@ def import_plan(
                 for planned in derived.stories
             ]
             # every check before the first write: a refused import leaves no trace
+            if current_epic is None:
+                check_root_free(ctx, epic)
             check_graph(ctx, targets)
             check_story_files(ctx, files, epic, targets, list(existing.values()))
             _write_epic(ctx, writes, current_epic, epic, report.plan)

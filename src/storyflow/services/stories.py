@@ -10,6 +10,7 @@ from storyflow.domain.budgets import Enforcement
 from storyflow.domain.model import (
     Epic,
     Story,
+    check_free_numbers,
     check_phase,
     format_story_id,
     parse_story_id,
@@ -133,6 +134,7 @@ def create_story(
         else:
             number = ctx.store.next_number(epic.prefix)
             number = max(number, 1)
+            check_free_numbers(epic.prefix, number)
             if harness_id not in deps and ctx.store.get_story(harness_id) is not None:
                 deps.insert(0, harness_id)  # the harness story validates the workflow first
         story_id = format_story_id(epic.prefix, number)
@@ -302,6 +304,7 @@ def split_story(ctx: Context, story_id: str, titles: list[str]) -> tuple[Story, 
             )
         children: list[Story] = []
         number = ctx.store.next_number(epic.prefix)
+        check_free_numbers(epic.prefix, number, len(clean))
         for offset, title in enumerate(clean):
             child = Story(
                 id=format_story_id(epic.prefix, number + offset),

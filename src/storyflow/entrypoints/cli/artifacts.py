@@ -148,9 +148,11 @@ def artifact_validate(
     submit would judge it: its story_id, its folder and name, the epic's coverage threshold.
     Without one, a missing story_id is fine: submit fills it in."""
     from storyflow.domain.artifacts import parse_kind
-    from storyflow.domain.model import parse_story_id
+    from storyflow.domain.model import check_coverage_threshold, parse_story_id
 
     parsed_kind = parse_kind(kind)
+    if coverage_threshold is not None:
+        check_coverage_threshold(coverage_threshold)
     if story is not None:
         parse_story_id(story)
         story = story.strip()
