@@ -118,6 +118,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("DATABASE_ERROR", 1, "The database failed in a way storyflow did not expect."),
     ("USAGE", 2, "The command line is malformed."),
     ("NOT_A_GIT_REPOSITORY", 2, "The workspace is not inside a git work tree (hooks)."),
+    ("GIT_HOOKS_UNUSABLE", 2, "git's hooks folder (or the hook in it) cannot be read or written."),
     ("WORKSPACE_NOT_FOUND", 2, "No storyflow.yaml in this directory or any parent."),
     ("WORKSPACE_EXISTS", 2, "storyflow init found an existing, different configuration."),
     ("DATABASE_NOT_INITIALIZED", 2, "The database has no storyflow schema yet."),

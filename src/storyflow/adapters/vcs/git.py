@@ -19,6 +19,15 @@ def _not_a_repository(start: Path, why: str) -> UsageError:
     )
 
 
+def _unusable(what: str, hint: str, path: Path) -> UsageError:
+    return UsageError(
+        what,
+        code="GIT_HOOKS_UNUSABLE",
+        hint=hint,
+        details={"path": str(path)},
+    )
+
+
 class GitRepository:
     def __init__(self, toplevel: Path, hooks_dir: Path) -> None:
         self.toplevel = toplevel
@@ -51,16 +60,44 @@ class GitRepository:
     def hook_path(self, name: str) -> Path:
         return self.hooks_dir / name
 
+    def _check_folder(self) -> None:
+        if self.hooks_dir.exists() and not self.hooks_dir.is_dir():
+            raise _unusable(
+                f"git's hooks folder {self.hooks_dir} is not a folder",
+                "move it aside and make it a folder (mkdir), or point git config "
+                "core.hooksPath at one",
+                self.hooks_dir,
+            )
+
     def read_hook(self, name: str) -> str | None:
+        self._check_folder()
+        path = self.hook_path(name)
+        if path.exists() and not path.is_file():  # a FIFO would block the read
+            raise _unusable(
+                f"{path} is not a regular file (a folder, pipe or device)",
+                "move it out of the way, then run storyflow hooks install again",
+                path,
+            )
         try:
-            return self.hook_path(name).read_text(encoding="utf-8", errors="replace")
+            return path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise _unusable(
+                f"{path} cannot be read: {exc.strerror or exc}", "fix its permissions", path
+            ) from exc
 
     def write_hook(self, name: str, text: str) -> None:
         path = self.hook_path(name)
-        write_atomic(path, text)
-        os.chmod(path, 0o755)
+        try:
+            write_atomic(path, text)
+            os.chmod(path, 0o755)
+        except OSError as exc:
+            raise _unusable(
+                f"cannot write {path}: {exc.strerror or exc}",
+                "make git's hooks folder writable (or point core.hooksPath at one)",
+                path,
+            ) from exc
 
     def backup_hook(self, name: str) -> Path:
         path = self.hook_path(name)
@@ -69,5 +106,12 @@ class GitRepository:
         while backup.exists():
             serial += 1
             backup = path.with_name(f"{name}.storyflow-backup.{serial}")
-        os.replace(path, backup)
+        try:
+            os.replace(path, backup)
+        except OSError as exc:
+            raise _unusable(
+                f"cannot move {path} aside: {exc.strerror or exc}",
+                "make git's hooks folder writable",
+                path,
+            ) from exc
         return backup
