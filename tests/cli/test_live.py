@@ -9,7 +9,7 @@ from rich.console import Console
 
 from storyflow.config import DEFAULT_MODELS
 from storyflow.entrypoints.cli.live import LiveBoard, render_report, use_live_board
-from storyflow.services.agents import Usage
+from storyflow.services.agents import ToolCall, Usage
 from storyflow.services.run_report import (
     Overrun,
     PhaseEvent,
@@ -93,6 +93,24 @@ def test_the_board_shows_counts_running_phases_totals_and_errors() -> None:
     assert "FLOW-003" not in text.split("errors")[0].split("phase runs")[0].split("running for")[1]
     assert "phase runs 1" in text and "tokens 1,100,000" in text and "$4.5000" in text
     assert "errors (1):" in text and "AGENT_TIMEOUT: no answer in 30 s" in text
+
+
+def test_the_board_shows_the_tool_each_running_agent_called_last() -> None:
+    console = _console()
+    board = LiveBoard(title="run", counts={"pending": 2}, console=console, clock=Clock())
+    board.on_phase_start(_event("FLOW-001", "implement"))
+    board.on_phase_start(_event("FLOW-002", "review"))
+    board.on_tool_call("FLOW-001", "FLOW-001-implement", ToolCall(name="Grep", detail="lease"))
+    board.on_tool_call("FLOW-001", "FLOW-001-implement", ToolCall(name="Bash", detail="pytest"))
+    board.on_tool_call(
+        "FLOW-002", "FLOW-002-review", ToolCall(name="Bash", detail="ruff", reviewer="lint")
+    )
+    board.on_tool_call("FLOW-009", "gone", ToolCall(name="Edit"))  # a phase that ended: no row
+    console.print(board.render())
+    rows = {line.split()[0]: line for line in _text(console).splitlines() if "FLOW-" in line}
+    assert rows["FLOW-001"].rstrip().endswith("Bash pytest") and "Grep" not in rows["FLOW-001"]
+    assert rows["FLOW-002"].rstrip().endswith("lint: Bash ruff")
+    assert "FLOW-009" not in rows
 
 
 def test_the_board_starts_and_stops_a_live_display() -> None:

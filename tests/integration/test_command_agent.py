@@ -13,6 +13,8 @@ import pytest
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.statuses import Status
+from storyflow.services.agents import ToolCall
+from storyflow.services.run_report import NullObserver
 from storyflow.services.workers import run_story
 from tests.run_support import (
     FAKES,
@@ -23,6 +25,7 @@ from tests.run_support import (
     fake_command,
     ledger_rows,
     runs_of,
+    scenario,
 )
 from tests.support import Workspace, elaboration
 
@@ -212,3 +215,44 @@ def test_an_artifact_left_from_before_the_run_is_not_the_agents_output(
     assert "did not write a new elaboration" in (outcome.message or "")
     latest = ctx.store.latest_artifact(story, ArtifactKind.ELABORATION)
     assert latest is not None and latest.version == 1
+
+
+class _SeenTools(NullObserver):
+    """The tool calls the run's observer (the live board) is told of as agents work."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, str | None]] = []
+
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
+        self.calls.append((run_id, call.name, call.detail, call.reviewer))
+
+
+def test_the_observer_hears_of_each_tool_call_while_the_agent_works(
+    workspace: Workspace,
+) -> None:
+    tools = {"tools": ["Read: PLAN.exec.md", "Write: story.yaml"], "delay": 0.2}
+    scenario(workspace, {"phases": {"generate": tools}})
+    configure(
+        workspace,
+        {
+            "default_agent": "fake",
+            "agents": {"fake": command_agent(fake_command("tools", "0.2"))},
+            "phase_agents": {"generate": "scripted"},
+            "reviewers": {"names": ["lint"]},
+            "scenario": "scenario.yaml",
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    seen = _SeenTools()
+    assert drive(ctx, env(ctx, observer=seen), story) is Status.COMPLETED
+    rows = {r["phase"]: r["id"] for r in runs_of(ctx, story)}
+    implement = [c[1:] for c in seen.calls if c[0] == rows["implement"]]
+    assert implement == [("Bash", "pytest -q", None), ("Edit", "src/feature.py", None)]
+    assert [c[1:] for c in seen.calls if c[0] == rows["review"]] == [
+        ("Bash", "lint check src/", "lint")
+    ]
+    assert [c[1:] for c in seen.calls if c[0] == rows["generate"]] == [  # the scripted agent
+        ("Read", "PLAN.exec.md", None),
+        ("Write", "story.yaml", None),
+    ]

@@ -142,6 +142,10 @@ class Monitor(Protocol):
         """Usage streamed so far by this agent (cumulative); may raise to stop it."""
         ...
 
+    def tool(self, call: ToolCall) -> None:
+        """A tool the agent has just called, as it works (the live board shows it)."""
+        ...
+
 
 class AgentPort(Protocol):
     name: str

@@ -113,6 +113,7 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
         enforcement=s.budget.level,
         used_before=s.used_before,
         hard_limit=limits.hard,
+        on_tool=lambda call: env.observer.on_tool_call(s.story.id, s.run_id, call),
     )
     timeout = env.settings.timeout_of(spec)
     request = _request(ctx, env, s, timeout)

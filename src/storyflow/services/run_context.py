@@ -23,7 +23,7 @@ from typing import Any, cast
 from storyflow.domain.budgets import BudgetDecision, Enforcement
 from storyflow.domain.model import AgentLogRow, Epic
 from storyflow.run_settings import RunSettings
-from storyflow.services.agents import AgentFailure, AgentPort, Usage
+from storyflow.services.agents import AgentFailure, AgentPort, ToolCall, Usage
 from storyflow.services.context import Context
 from storyflow.services.ports import FilesPort, PendingWritesPort
 from storyflow.services.projection import render_after_commit
@@ -134,6 +134,7 @@ class RunMonitor:
         hard_limit: int,
         owner_thread: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_tool: Callable[[ToolCall], None] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
         self._interval = interval
@@ -143,6 +144,7 @@ class RunMonitor:
         self._hard = hard_limit
         self._owner = owner_thread if owner_thread is not None else threading.get_ident()
         self._clock = clock
+        self._on_tool = on_tool
         self._last = clock()
         self._lock = threading.Lock()
         self._streams: dict[int, Usage] = {}
@@ -174,6 +176,10 @@ class RunMonitor:
             raise AgentFailure("LEASE_LOST", "the lease expired and another worker took over")
         if self._abort.is_set():
             raise AgentFailure("RUN_INTERRUPTED", "interrupted: the worker is shutting down")
+
+    def tool(self, call: ToolCall) -> None:
+        if self._on_tool is not None:
+            self._on_tool(call)
 
     def usage(self, so_far: Usage) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from storyflow.services.agents import Usage
+from storyflow.services.agents import ToolCall, Usage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +48,10 @@ class RunObserver(Protocol):
 
     def on_story_done(self, story_id: str, status: str, reason: str | None) -> None: ...
 
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
+        """A running phase's agent called a tool (as it works: the live board shows it)."""
+        ...
+
 
 class NullObserver:
     def on_phase_start(self, event: PhaseEvent) -> None:
@@ -60,6 +64,9 @@ class NullObserver:
         pass
 
     def on_story_done(self, story_id: str, status: str, reason: str | None) -> None:
+        pass
+
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
         pass
 
 
@@ -90,6 +97,9 @@ class PrintObserver:
     def on_story_done(self, story_id: str, status: str, reason: str | None) -> None:
         self.write(f"{story_id} {status}" + (f": {reason}" if reason else ""))
 
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
+        pass  # a line per phase: the tools are in the trace
+
 
 class SerialObserver:
     """Serialises calls from worker threads to one observer."""
@@ -113,6 +123,10 @@ class SerialObserver:
     def on_story_done(self, story_id: str, status: str, reason: str | None) -> None:
         with self._lock:
             self.inner.on_story_done(story_id, status, reason)
+
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
+        with self._lock:
+            self.inner.on_tool_call(story_id, run_id, call)
 
 
 # ---- the summary ----------------------------------------------------------------------------

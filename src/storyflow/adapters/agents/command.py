@@ -146,7 +146,7 @@ class CommandAgent(PromptedAgent):
                 finished = True
             except subprocess.TimeoutExpired:
                 finished = False
-            offset = self._read(out, offset, stream, monitor, proc)
+            offset = self._read(out, offset, stream, monitor, proc, request.reviewer)
             if finished:
                 return stream
             if time.monotonic() > deadline:
@@ -168,14 +168,22 @@ class CommandAgent(PromptedAgent):
 
     @staticmethod
     def _read(
-        out: Path, offset: int, stream: StreamUsage, monitor: Monitor, proc: subprocess.Popen[bytes]
+        out: Path,
+        offset: int,
+        stream: StreamUsage,
+        monitor: Monitor,
+        proc: subprocess.Popen[bytes],
+        reviewer: str | None,
     ) -> int:
+        """Feed what the agent printed since ``offset`` to ``stream``; tell the monitor its
+        usage (which may stop it: its group is killed) and the tools it called."""
         try:
             with open(out, "rb") as handle:
                 handle.seek(offset)
                 chunk = handle.read()
         except OSError:
             return offset
+        called = stream.tools.count
         if chunk and stream.feed(chunk.decode("utf-8", errors="replace")):
             try:
                 monitor.usage(stream.usage)
@@ -184,6 +192,9 @@ class CommandAgent(PromptedAgent):
                 stop.usage = stream.usage
                 stop.tool_calls = stream.tools.calls
                 raise
+        if stream.tools.count > called:
+            for call in stream.tools.calls[called:]:
+                monitor.tool(replace(call, reviewer=reviewer))
         return offset + len(chunk)
 
 

@@ -99,7 +99,14 @@ class ScriptedAgent:
         if timed_out:
             delay = min(delay, request.timeout) if step.fail != "timeout" else request.timeout
         spent = 0.0
-        while spent < delay:
+        calls = list(_tool_calls(step, request.reviewer))
+        made: list[ToolCall] = []  # those a failure had started, for its record
+        while True:
+            while calls and (calls[0].started or 0.0) <= spent:
+                made.append(calls.pop(0))
+                monitor.tool(made[-1])  # as it starts: the live board shows it
+            if spent >= delay:
+                break
             chunk = min(SLICE, delay - spent)
             self.sleep(chunk)
             spent += chunk
@@ -112,10 +119,11 @@ class ScriptedAgent:
                 "AGENT_TIMEOUT",
                 f"the scripted agent did not finish within {request.timeout:g} s",
                 usage=partial,
+                tool_calls=made,
             )
         if step.fail == "crash":
             code, message = FAILURES["crash"]
-            raise AgentFailure(code, message, usage=partial)
+            raise AgentFailure(code, message, usage=partial, tool_calls=made)
 
     def _write(self, request: AgentRequest, step: Step) -> None:
         phase = request.phase
@@ -143,7 +151,7 @@ _FINDING = {
 }
 
 
-def _tool_calls(step: Step) -> tuple[ToolCall, ...]:
+def _tool_calls(step: Step, reviewer: str | None = None) -> tuple[ToolCall, ...]:
     """The step's tools, called one after another over its delay."""
     share = step.delay / len(step.tools) if step.tools else 0.0
     return tuple(
@@ -153,6 +161,7 @@ def _tool_calls(step: Step) -> tuple[ToolCall, ...]:
             ok=tool.ok,
             started=share * index,
             duration_ms=int(share * 1000),
+            reviewer=reviewer,
         )
         for index, tool in enumerate(step.tools)
     )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rich.live import Live
 
     from storyflow.config import ModelPrice
+    from storyflow.services.agents import ToolCall
     from storyflow.services.run_report import PhaseEvent, RunSummary
 
 RESTING = frozenset({*(s.value for s in TERMINAL), Status.BLOCKED.value})
@@ -41,6 +42,7 @@ STATUS_STYLE = {"completed": "green", "blocked": "red", "cancelled": "dim", "sup
 class _Running:
     event: PhaseEvent
     since: float
+    doing: str = ""  # the tool its agent called last
 
 
 class LiveBoard:
@@ -104,6 +106,13 @@ class LiveBoard:
 
     def on_story_done(self, story_id: str, status: str, reason: str | None) -> None:
         pass  # its last phase end already moved it in the counts
+
+    def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
+        with self._lock:
+            running = self.running.get((story_id, run_id))
+            if running is not None:
+                who = f"{call.reviewer}: " if call.reviewer else ""
+                running.doing = f"{who}{call.name} {call.detail}".strip()
 
     def _cost(self, event: PhaseEvent) -> float:
         if event.cost_usd is not None:
@@ -179,6 +188,7 @@ class LiveBoard:
         table = Table(box=box.SIMPLE, title=None, expand=False, pad_edge=False)
         for column in ("story", "phase", "worker", "agent", "model", "running for"):
             table.add_column(column)
+        table.add_column("doing", max_width=48, no_wrap=True, overflow="ellipsis")
         now = self.clock()
         for running in sorted(self.running.values(), key=lambda r: r.since):
             e = running.event
@@ -189,9 +199,10 @@ class LiveBoard:
                 e.agent or "-",
                 e.model or "-",
                 seconds_text(now - running.since),
+                running.doing,
             )
         if not self.running:
-            table.add_row("-", "(no phase running)", "", "", "", "")
+            table.add_row("-", "(no phase running)", "", "", "", "", "")
         return table
 
     def _totals(self) -> RenderableType:
