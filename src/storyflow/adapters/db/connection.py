@@ -12,6 +12,7 @@ transactions (READ COMMITTED); the stores' compare-and-set does the rest.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from storyflow.errors import ConflictError, UsageError
+from storyflow.errors import ConflictError, StoryflowError, UsageError
 
 Row = dict[str, Any]
 Params = Mapping[str, Any] | None
@@ -36,6 +37,7 @@ class DatabaseBusy(ConflictError):
 
 class Connection(Protocol):
     dialect: str
+    url: str  # what Alembic opens: a SQLite file's absolute URL, whatever the process's cwd
 
     def execute(self, sql: str, params: Params = None) -> int: ...
 
@@ -96,8 +98,12 @@ class SqliteConnection:
                 code="DATABASE_UNREACHABLE",
                 hint="check the database URL (an absolute path is sqlite:////path/to.db)",
             )
-        path.parent.mkdir(exist_ok=True)
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise not_writable(path.parent, exc) from exc
         self.path = path
+        self.url = sqlite_url(path)
         try:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
@@ -107,12 +113,43 @@ class SqliteConnection:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise UsageError(
-                f"cannot open the SQLite database at {path}: {exc}",
-                code="WORKSPACE_NOT_FOUND",
-                hint="check that .storyflow/ is writable, or set STORYFLOW_DATABASE_URL",
-            ) from exc
+            raise self._error(exc) from exc
         self._depth = 0
+
+    def _error(self, exc: sqlite3.Error) -> StoryflowError:
+        """What a SQLite failure means for the user, by its result code. A refusal raised
+        inside a transaction rolls it back: nothing is committed."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        where = f"the SQLite database at {self.path}"
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return _busy(exc)
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return UsageError(
+                f"{where} is damaged: {exc}",
+                code="DATABASE_CORRUPT",
+                hint="restore it from a backup; or move it aside and run storyflow sync, "
+                "which rebuilds the database from the story files",
+                details={"database": str(self.path)},
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return UsageError(
+                f"{where} is read-only: {exc}",
+                code="DATABASE_READONLY",
+                hint=f"let this user write {self.path} and its folder (permissions, "
+                "chattr -i, a read-only mount), or point STORYFLOW_DATABASE_URL elsewhere",
+                details={"database": str(self.path)},
+            )
+        if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+            folder = self.path.parent
+            if not os.access(folder, os.W_OK | os.X_OK):  # WAL needs its -wal and -shm files
+                return not_writable(folder, exc)
+            return UsageError(
+                f"cannot open {where}: {exc}",
+                code="DATABASE_UNREACHABLE",
+                hint=f"check that this user may read and write {self.path}",
+                details={"database": str(self.path)},
+            )
+        return StoryflowError(f"{where} failed: {exc}", code="DATABASE_ERROR")
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
         try:
@@ -121,29 +158,37 @@ class SqliteConnection:
             if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
                 raise UniqueViolation(str(exc)) from exc
             raise
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise _busy(exc) from exc
-            raise
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def execute(self, sql: str, params: Params = None) -> int:
         return self._run(sql, params).rowcount
 
     def fetchone(self, sql: str, params: Params = None) -> Row | None:
         cursor = self._run(sql, params)
-        row = cursor.fetchone()
+        try:
+            row = cursor.fetchone()
+        except sqlite3.Error as exc:  # a damaged page may be met only while stepping
+            raise self._error(exc) from exc
         return None if row is None else _dict_rows(cursor, [row])[0]
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
         cursor = self._run(sql, params)
-        return _dict_rows(cursor, cursor.fetchall())
+        try:
+            rows = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return _dict_rows(cursor, rows)
 
     def fetch_batch(self, statements: Sequence[tuple[str, Params]]) -> list[list[Row]]:
         return [self.fetchall(sql, params) for sql, params in statements]
 
     def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         cursor = self._conn.cursor()
-        rows: list[tuple[Any, ...]] = cursor.execute(sql, params or {}).fetchall()
+        try:
+            rows: list[tuple[Any, ...]] = cursor.execute(sql, params or {}).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         return rows
 
     def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -151,6 +196,8 @@ class SqliteConnection:
             self._conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise UniqueViolation(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         marks = ", ".join("?" for _ in columns)
@@ -159,6 +206,8 @@ class SqliteConnection:
             self._conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise UniqueViolation(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def execute_batch(
         self, statements: Sequence[tuple[str, Params]], *, commit: bool = False
@@ -183,24 +232,39 @@ class SqliteConnection:
             return
         try:
             self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise _busy(exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         self._depth = 0
         try:
             self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._error(exc) from exc
+
+    def _rollback(self) -> None:
+        """Roll back; SQLite may have rolled back already (an I/O or corruption error)."""
+        if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-            raise _busy(exc) from exc
 
     def close(self) -> None:
         self._conn.close()
+
+
+def not_writable(folder: Path, exc: Exception) -> UsageError:
+    """The refusal when storyflow cannot create or write files in ``folder``."""
+    return UsageError(
+        f"cannot write in {folder}: {exc}",
+        code="WORKSPACE_NOT_WRITABLE",
+        hint=f"let this user write {folder} (permissions, chattr -i, a read-only mount)",
+        details={"folder": str(folder)},
+    )
 
 
 def _busy(exc: Exception) -> DatabaseBusy:
@@ -233,14 +297,18 @@ class PostgresConnection:
                 hint="pip install 'storyflow[postgres]'",
             ) from exc
         self._psycopg = psycopg
+        self.url = url
+        conninfo = _check_postgres_url(url)
         try:
-            self._conn = psycopg.connect(libpq_url(url), autocommit=True, row_factory=dict_row)
+            self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
             raise UsageError(
                 f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}",
                 code="DATABASE_UNREACHABLE",
                 hint="check STORYFLOW_DATABASE_URL and that the server is running",
             ) from exc
+        except psycopg.Error as exc:  # what libpq refused in the URL itself
+            raise invalid_url(url, str(exc).strip().splitlines()[0]) from exc
         self._depth = 0
         self._begin_pending = False  # a transaction started, its BEGIN not sent yet
         self._open = False  # BEGIN sent, COMMIT not yet
@@ -262,8 +330,7 @@ class PostgresConnection:
             if len(batch) == 1:
                 cursors = [self._conn.execute(batch[0][0], batch[0][1])]
             else:
-                with self._conn.pipeline():
-                    cursors = [self._conn.execute(sql, params) for sql, params in batch]
+                cursors = self._pipeline(batch)
         except errors.UniqueViolation as exc:
             raise UniqueViolation(str(exc)) from exc
         except errors.DivisionByZero as exc:  # only the compare-and-set raises it
@@ -274,8 +341,37 @@ class PostgresConnection:
             ) from exc
         except (errors.LockNotAvailable, errors.SerializationFailure) as exc:
             raise _busy(exc) from exc
+        except errors.ReadOnlySqlTransaction as exc:  # a standby, or read-only by default
+            raise UsageError(
+                f"the PostgreSQL database refuses writes: {str(exc).strip().splitlines()[0]}",
+                code="DATABASE_READONLY",
+                hint="point STORYFLOW_DATABASE_URL at the primary, or allow writes there",
+            ) from exc
         begun = 1 if batch[0][0] == "BEGIN" else 0
         return cursors[begun : begun + len(statements)]
+
+    def _pipeline(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
+        """The statements in one pipeline. A statement's error may surface at a later
+        statement, and leaving the pipeline then fails again ("pipeline aborted", which
+        psycopg would log on stderr): the first error is the one raised."""
+        aborted = self._psycopg.errors.PipelineAborted
+        failure: Exception | None = None
+        cursors: list[Any] = []
+        try:
+            with self._conn.pipeline():
+                for sql, params in batch:
+                    try:
+                        cursors.append(self._conn.execute(sql, params))
+                    except self._psycopg.Error as exc:
+                        failure = exc
+                        break
+        except self._psycopg.Error:
+            if failure is None or isinstance(failure, aborted):
+                raise  # the cause comes with leaving the pipeline
+            # else leaving failed as the aftermath of ``failure``, the cause
+        if failure is not None:
+            raise failure
+        return cursors
 
     def execute(self, sql: str, params: Params = None) -> int:
         return int(self._send([(sql, params)])[0].rowcount)
@@ -372,6 +468,7 @@ class BatchingConnection:
     def __init__(self, inner: Connection) -> None:
         self.inner = inner
         self.dialect = inner.dialect
+        self.url = inner.url
         self._pending: list[tuple[str, Params, Check | None]] | None = None
 
     def execute(
@@ -497,6 +594,43 @@ class BatchingConnection:
         self.inner.close()
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and reports)."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def invalid_url(url: str, why: str, hint: str | None = None) -> UsageError:
+    return UsageError(
+        f"the database URL {redact_url(url)!r} cannot be used: {why}",
+        code="DATABASE_URL_INVALID",
+        hint=hint
+        or "fix --database-url, STORYFLOW_DATABASE_URL or database_url in storyflow.yaml "
+        "(sqlite:///relative/to/workspace.db, sqlite:////absolute/path.db or "
+        "postgresql+psycopg://user@host/dbname)",
+        details={"url": redact_url(url)},
+    )
+
+
+def _check_postgres_url(url: str) -> str:
+    """The libpq form of ``url``, refused when libpq cannot parse it or it names no database
+    (libpq would then quietly use one named after the user)."""
+    from psycopg import Error as PsycopgError
+    from psycopg.conninfo import conninfo_to_dict
+
+    conninfo = libpq_url(url)
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except PsycopgError as exc:
+        raise invalid_url(url, str(exc).strip().splitlines()[0]) from exc
+    if not parts.get("dbname") and not os.environ.get("PGDATABASE"):
+        raise invalid_url(
+            url,
+            "it names no database",
+            hint="add the database name: postgresql+psycopg://user@host/dbname",
+        )
+    return conninfo
+
+
 def libpq_url(url: str) -> str:
     """``postgresql+psycopg://…`` (SQLAlchemy spelling) to what libpq accepts."""
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
@@ -509,18 +643,37 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def sqlite_path(url: str, base: Path) -> Path | None:
+    """The file a ``sqlite:`` URL names (None for another scheme). Only SQLAlchemy's
+    spellings are taken, since Alembic migrates through SQLAlchemy: sqlite:///relative.db
+    (to the workspace) or sqlite:////absolute/path.db. An in-memory database cannot keep a
+    workspace between two commands: refused."""
     if not url.startswith("sqlite:"):
         return None
-    # sqlite:///relative.db or sqlite:////absolute/path.db, as SQLAlchemy spells them
     raw = url[len("sqlite:") :].split("?", 1)[0]
+    if not raw.startswith("///") or raw == "///":
+        raise invalid_url(url, "a SQLite URL is sqlite:///relative.db or sqlite:////abs.db")
     if "%" in raw:
         from urllib.parse import unquote
 
         raw = unquote(raw)
-    raw = raw[2:] if raw.startswith("//") else raw  # the empty host
+    raw = raw[2:]  # the empty host
+    if raw.strip("/") == ":memory:":
+        raise invalid_url(
+            url,
+            "an in-memory database forgets the workspace when the command ends",
+            hint="use a file: sqlite:///.storyflow/storyflow.db (the default)",
+        )
     if raw.startswith("//"):
         return Path(raw[1:])
     return (base / raw.lstrip("/")).resolve()
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL SQLAlchemy (Alembic) opens ``path`` by, wherever the process runs: absolute,
+    and quoted so that '%', '?' and '#' in the path stay in it."""
+    from urllib.parse import quote
+
+    return "sqlite:///" + quote(str(path), safe="/")
 
 
 def connect(url: str, base: Path) -> Connection:

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from storyflow.adapters.db.connection import Connection, sqlalchemy_url
+from storyflow.adapters.db.connection import (
+    Connection,
+    invalid_url,
+    not_writable,
+    sqlalchemy_url,
+)
 from storyflow.errors import UsageError
 
 # The newest revision this code knows; a test checks it equals Alembic's head.
@@ -59,8 +64,12 @@ def refuse_unknown(revision: str | None) -> None:
 @contextmanager
 def _upgrade_lock(conn: Connection, lock_dir: Path) -> Iterator[None]:
     if conn.dialect == "sqlite":
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / "migrate.lock", "w") as handle:
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_dir / "migrate.lock", "w")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise not_writable(lock_dir, exc) from exc
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -91,8 +100,13 @@ def upgrade(url: str, revision: str = "head") -> None:
     assert isinstance(cfg, Config)
     import logging
 
+    from sqlalchemy.exc import ArgumentError
+
     logging.getLogger(__name__).info("upgrading database schema to %s", revision)
-    command.upgrade(cfg, revision)
+    try:
+        command.upgrade(cfg, revision)
+    except ArgumentError as exc:  # a URL our connector took and SQLAlchemy does not
+        raise invalid_url(url, str(exc)) from exc
 
 
 def alembic_head() -> str | None:

@@ -177,7 +177,7 @@ def db_upgrade(revision: str, as_json: bool) -> None:
     try:
         # Alembic cannot place a revision it has never seen: refuse with the error contract.
         refuse_unknown(schema_revision(conn))
-        upgrade(config.effective_database_url, revision)
+        upgrade(conn.url, revision)
         current = schema_revision(conn)
     finally:
         conn.close()
