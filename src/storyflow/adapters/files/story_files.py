@@ -42,6 +42,8 @@ def _storydoc() -> ModuleType:
 # Story files this process checked or wrote, by (mtime_ns, size): a long-running process
 # (a worker) re-parses a story file only when someone else changed it.
 _KNOWN: dict[Path, tuple[int, int]] = {}
+# Lock folders this process found writable (checked once, before its first commit).
+_LOCKS_WRITABLE: set[Path] = set()
 
 ENGINE_FILES = frozenset({"METRICS.yaml", "trace.jsonl"})
 _OTHER_ID = re.compile(r"[A-Z][A-Z0-9]{1,11}-\d{3,6}")
@@ -209,9 +211,32 @@ class StoryFiles(WorkspaceReader):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _check_lock_dir(self) -> None:
+        """Refuse now (before a commit) when ``lock`` could not run after it: the locks
+        folder, or while it does not exist the state folder it is made in, must be writable.
+        One access() per process: a folder found writable is not checked again."""
+        folder = self.root / STATE_DIR / "locks"
+        if folder in _LOCKS_WRITABLE:
+            return
+        usable = os.W_OK | os.X_OK
+        if not os.access(folder, usable):
+            where = folder if os.path.lexists(folder) else folder.parent
+            if where == folder or not os.access(where, usable):
+                from storyflow.errors import UsageError
+
+                raise UsageError(
+                    f"storyflow cannot write in {where} (the story file locks)",
+                    code="WORKSPACE_NOT_WRITABLE",
+                    hint=f"let this user write {where} (permissions, chattr -i, a read-only "
+                    "mount), then run the command again",
+                    details={"folder": str(where)},
+                )
+        _LOCKS_WRITABLE.add(folder)
+
     def check_renderable(self, epic: Epic, story: Story) -> None:
         """Refuse now (before a commit) a story file the projection could not rewrite.
         Skips the parse when the file is as this process last read or wrote it."""
+        self._check_lock_dir()
         path = self.story_file(epic, story)
         try:
             stat = path.stat()
