@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 from collections.abc import Callable, Mapping
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyflow import config as config_module
-from storyflow.adapters.db.connection import connect
+from storyflow.adapters.db.connection import connect, redact_url
 from storyflow.adapters.db.migrate import HEAD_REVISION, ensure_schema, schema_revision
 from storyflow.adapters.db.store import Store
 from storyflow.adapters.files.atomic import write_atomic
@@ -64,7 +65,7 @@ NEW_DATABASE = (
 def open_store(config: Config) -> Store:
     conn = connect(config.effective_database_url, config.root)
     try:
-        created = ensure_schema(conn, config.effective_database_url, config.state_dir)
+        created = ensure_schema(conn, conn.url, config.state_dir)
     except BaseException:
         conn.close()
         raise
@@ -224,37 +225,40 @@ def init_workspace(
         raise UsageError(f"{root} is not a directory", hint="create it first")
     config_module.validate_timezone(timezone)
     path = root / CONFIG_FILE
-    created = not path.exists()
-    if created:
-        write_atomic(
-            path,
-            config_module.render_initial(
-                database_url=database_url, layout=layout, timezone=timezone
-            ),
-        )
     state = root / STATE_DIR
-    state.mkdir(exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        write_atomic(ignore, "# local database and caches; the files in plans/ are the record\n*\n")
-    flags = {"database_url": database_url} if database_url else None
+    undo = _Undo(state)
     try:
-        config = config_module.load(cwd=root, workspace=root, env=env, flags=flags)
-    except BaseException:
+        created = not path.exists()
         if created:
-            path.unlink()
+            write_atomic(
+                path,
+                config_module.render_initial(
+                    database_url=database_url, layout=layout, timezone=timezone
+                ),
+            )
+            undo.files.append(path)
+        state.mkdir(exist_ok=True)
+        ignore = state / ".gitignore"
+        if not ignore.exists():
+            text = "# local database and caches; the files in plans/ are the record\n*\n"
+            write_atomic(ignore, text)
+        flags = {"database_url": database_url} if database_url else None
+        config = config_module.load(cwd=root, workspace=root, env=env, flags=flags)
+        if not created and database_url and config.database_url != database_url:
+            raise UsageError(
+                f"{CONFIG_FILE} already exists with another database_url",
+                code="WORKSPACE_EXISTS",
+                hint=f"edit {CONFIG_FILE}, or set STORYFLOW_DATABASE_URL",
+            )
+        undo.database(config)
+        store = open_store(config)
+        try:
+            revision = schema_revision(store.conn)
+        finally:
+            store.close()
+    except BaseException:
+        undo.run()
         raise
-    if not created and database_url and config.database_url != database_url:
-        raise UsageError(
-            f"{CONFIG_FILE} already exists with another database_url",
-            code="WORKSPACE_EXISTS",
-            hint=f"edit {CONFIG_FILE}, or set STORYFLOW_DATABASE_URL",
-        )
-    store = open_store(config)
-    try:
-        revision = schema_revision(store.conn)
-    finally:
-        store.close()
     return {
         "workspace": str(root),
         "config": CONFIG_FILE,
@@ -265,7 +269,55 @@ def init_workspace(
     }
 
 
-def _redact(url: str) -> str:
-    import re
+class _Undo:
+    """What a refused ``storyflow init`` created, removed again (and nothing else): the
+    config file it wrote, the state folder (or, when it existed, the entries it added) and
+    a SQLite database file it created."""
 
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    def __init__(self, state: Path) -> None:
+        self.files: list[Path] = []
+        self.state = state
+        self.state_entries = set(os.listdir(state)) if state.is_dir() else None
+        self.db_files: list[Path] = []
+        self.db_folder: Path | None = None  # the connector makes a missing parent folder
+
+    def database(self, config: Config) -> None:
+        """Note the SQLite files opening the database would create (outside the state
+        folder: inside it, the folder's own entries cover them)."""
+        from storyflow.adapters.db.connection import sqlite_path
+
+        db = sqlite_path(config.effective_database_url, config.root)
+        if db is None or db.parent == self.state:
+            return
+        if not db.parent.exists():
+            self.db_folder = db.parent
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            candidate = db.with_name(db.name + suffix)
+            if not os.path.lexists(candidate):
+                self.db_files.append(candidate)
+
+    def run(self) -> None:
+        import shutil
+
+        for file in [*self.files, *self.db_files]:
+            file.unlink(missing_ok=True)
+        if self.db_folder is not None:
+            with contextlib.suppress(OSError):
+                self.db_folder.rmdir()  # only when empty: then this init made it
+        if self.state_entries is None:
+            shutil.rmtree(self.state, ignore_errors=True)
+            return
+        try:
+            added = set(os.listdir(self.state)) - self.state_entries
+        except OSError:
+            return
+        for name in added:
+            entry = self.state / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _redact(url: str) -> str:
+    return redact_url(url)

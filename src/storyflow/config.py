@@ -6,8 +6,10 @@ Unknown keys and invalid values are errors that name the key.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -473,23 +475,48 @@ def _assignments(
     return parsed, tuple(findings)
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_+./-]*")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null"})
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a YAML scalar that reads back exactly as given: plain when it is a plain
+    word (a layout, a time zone), else double-quoted (a JSON string is one, once the
+    characters YAML will not take raw are escaped): a '#' or ': ' in a URL must not end it."""
+    if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
+        return value
+    text = json.dumps(value, ensure_ascii=False)
+    return re.sub("[\x7f-\x9f\u2028\u2029]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _commented(line: str, comment: str) -> str:
+    """``line`` and its comment, aligned with the comments of the lines written as they are."""
+    return f"{line.ljust(29)} # {comment}"
+
+
 def render_initial(*, database_url: str | None, layout: LayoutName, timezone: str) -> str:
     """The storyflow.yaml that `storyflow init` writes: every setting, commented."""
     db_line = (
-        f"database_url: {database_url}"
+        f"database_url: {_quoted(database_url)}"
         if database_url
         else (
             "# database_url: postgresql+psycopg://user@host/db   (default: .storyflow/storyflow.db;"
             "\n#   STORYFLOW_DATABASE_URL overrides)"
         )
     )
+    layout_line = _commented(
+        "  layout: " + _quoted(layout.value), "staged (FLOW) or flat (REVI), for new epics"
+    )
+    timezone_line = _commented(
+        "  timezone: " + _quoted(timezone), "Agent Log and flat file-name stamps, for new epics"
+    )
     return f"""# storyflow workspace configuration.
 # Precedence: defaults < this file < STORYFLOW_* environment variables < command-line flags.
 version: {CONFIG_VERSION}
 {db_line}
 defaults:
-  layout: {layout.value}            # staged (FLOW) or flat (REVI), for new epics
-  timezone: {timezone}               # Agent Log and flat file-name stamps, for new epics
+{layout_line}
+{timezone_line}
   coverage_threshold: 45      # code review coverage minimum, percent
   enforcement: advisory       # advisory | warning | soft_gate | hard_gate
   require_approval: false     # PM/UX approval of elaborations before ready-to-work
