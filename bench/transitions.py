@@ -101,7 +101,7 @@ class NoWriteFiles:
     def lock(self, story_id: str) -> Any:
         return contextlib.nullcontext()  # no file is touched at all
 
-    def check_renderable(self, epic: Any, story: Any) -> None:
+    def check_renderable(self, epic: Any, story: Any, moving_to: Any = None) -> None:
         return None
 
 

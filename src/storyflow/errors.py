@@ -148,6 +148,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("DATABASE_BUSY", 5, "Another process held the database write lock too long."),
     ("DUPLICATE_ID", 5, "An epic or story with that ID already exists."),
     ("HOOK_EXISTS", 5, "A git hook storyflow did not write is in the way (--force)."),
+    ("FOLDER_OCCUPIED", 5, "Something else is where a stage move would put the story folder."),
     ("NOT_FOUND", 6, "The thing named does not exist."),
     ("STORY_NOT_FOUND", 6, "No story with that ID."),
     ("EPIC_NOT_FOUND", 6, "No epic with that prefix."),
@@ -171,6 +172,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("UNKNOWN_PHASE", 7, "Not a token budget phase."),
     ("CONFIG_INVALID", 7, "storyflow.yaml or a STORYFLOW_* variable is invalid."),
     ("WORKSPACE_UNREADABLE", 7, "The workspace or one of its files cannot be read."),
+    ("OUTSIDE_WORKSPACE", 7, "A story folder leads (by a symlink) outside the workspace."),
     # plans (storyflow plan import / export)
     ("FRONT_MATTER_MISSING", 7, "A plan or index file has no YAML front matter."),
     ("WRONG_DOC_TYPE", 7, "The file's doc_type is not the one its name calls for."),

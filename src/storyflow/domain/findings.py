@@ -83,6 +83,12 @@ CHECK_CODES: dict[str, CheckCode] = _table(
         "move it under the epic's root (storyflow epic show PREFIX names it)",
     ),
     (
+        "CHECK_OUTSIDE_WORKSPACE",
+        "A story folder leads outside the workspace (it, or a folder above it, is a symlink "
+        "to elsewhere): storyflow refuses to write there.",
+        "replace the symlink with the folder itself (move the folder into the workspace)",
+    ),
+    (
         "CHECK_DUPLICATE_ID",
         "Two folders claim the same story ID.",
         "keep one folder per story; merge the others into it and delete them",

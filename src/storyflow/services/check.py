@@ -172,6 +172,15 @@ def _stories_pass(ctx: Context, scope: Scope | None) -> _Folders:
     folders = _check_folders(ctx, audit, groups, scope)
     epics = {e.prefix: e for e in audit.epics}
     folders.findings = found.findings + folders.findings
+    folders.findings += [  # the engine refuses to write there (OUTSIDE_WORKSPACE)
+        Finding(
+            code="CHECK_OUTSIDE_WORKSPACE",
+            file=path,
+            story=path.rsplit("/", 1)[-1],
+            message=f"{path}/ leads outside the workspace, to {real}",
+        )
+        for path, real in ctx.files.outside_workspace([f.path for f in found.folders]).items()
+    ]
     folders.findings += _missing_folders(audit, groups, epics, scope)
     folders.findings += _graph_findings(audit, folders.graph, folders.where, set(groups))
     folders.database = "checked" if audit.epics else "empty"

@@ -118,11 +118,15 @@ def token_budget_block(
     }
 
 
-def check_story_file(ctx: Context, epic: Epic, story: Story) -> None:
+def check_story_file(
+    ctx: Context, epic: Epic, story: Story, *, moving_to: Story | None = None
+) -> None:
     """Before a commit: refuse the change if its story file could not be re-rendered
-    afterwards (unreadable, not UTF-8, too large, malformed, two folders), so a refused
-    command changes nothing. A missing file is fine: the projection writes it anew."""
-    ctx.files.check_renderable(epic, story)
+    afterwards (unreadable, not UTF-8, too large, malformed, merge-conflict markers, two
+    folders, a folder leading out of the workspace), so a refused command changes nothing.
+    A missing file is fine: the projection writes it anew. ``moving_to``: the story as the
+    change leaves it (a status change), whose stage folder the projection moves it to."""
+    ctx.files.check_renderable(epic, story, moving_to)
 
 
 def budget_drift(found: Any, expected: Mapping[str, Any]) -> list[str]:

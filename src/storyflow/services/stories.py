@@ -347,7 +347,7 @@ def split_story(ctx: Context, story_id: str, titles: list[str]) -> tuple[Story, 
             updated_at=now,
             status_changed_at=now,
         )
-        check_story_file(ctx, epic, superseded)
+        check_story_file(ctx, epic, story, moving_to=superseded)
         ctx.store.cas_update_story(superseded, story.version)
         ctx.store.insert_transition(
             story_id=story.id,
@@ -419,5 +419,7 @@ def render_story(ctx: Context, story_id: str) -> str:
     parse_story_id(story_id)
     story = ctx.story(story_id)
     epic: Epic = ctx.epic(story.epic)
+    # Refused whole what the projection could not write (the folder may move to its stage).
+    check_story_file(ctx, epic, story, moving_to=story)
     render_after_commit(ctx, epic, story.id, written=EVERY_FIELD)
     return ctx.files.rel(ctx.files.story_file(epic, story))

@@ -28,6 +28,7 @@ from storyflow.services.context import Context
 from storyflow.services.projection import (
     EVERY_FIELD,
     budget_drift,
+    check_story_file,
     effective_budgets,
     render_after_commit,
     token_budget_block,
@@ -87,6 +88,13 @@ class Session:
     def render(self, epic: Epic, story_id: str, path: str | None, reason: str) -> None:
         if story_id in self.rendered:
             return
+        story = self.ctx.store.get_story(story_id)
+        if story is not None:
+            try:  # now, inside the transaction: after the commit it would be too late
+                check_story_file(self.ctx, epic, story, moving_to=story)
+            except StoryflowError as exc:
+                self.problem(exc, path, story_id)
+                return
         self.rendered.add(story_id)
         render_after_commit(self.ctx, epic, story_id, written=EVERY_FIELD)
         self.report.changes.append(

@@ -71,6 +71,7 @@ class EpicScan:
     epic_files: tuple[ScannedFile, ...]
     folders: tuple[StoryFolder, ...]
     problems: tuple[tuple[str, str], ...] = ()  # (path, what is wrong), e.g. unreadable
+    outside: tuple[tuple[str, str], ...] = ()  # (story folder, where it leads): a symlink
 
 
 class SyncRecord(NamedTuple):

@@ -122,6 +122,7 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
     by_id: dict[str, list[tuple[Epic, StoryFolder]]] = defaultdict(list)
     epic_files: list[EpicFiles] = []
     seen: set[str] = set()
+    outside: dict[str, str] = {}  # story folders that lead out of the workspace
     for epic in sorted(epics.values(), key=lambda e: e.prefix):
         layout = LAYOUTS[epic.layout]
         scan = files.scan_epic(epic.root, staged=layout.staged, prefixes=[epic.prefix])
@@ -149,6 +150,7 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
         )
         for folder in scan.folders:
             by_id[folder.story_id].append((epic, folder))
+        outside.update(scan.outside)
     result = Survey(
         epics=epics,
         new_epics=new_epics,
@@ -180,6 +182,10 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
                 )
                 continue
         epic, folder = places[0]
+        if folder.path in outside:  # never read from, nor written to, outside the workspace
+            result.held.add(story_id)
+            report.problems.append(_outside(story_id, folder.path, outside[folder.path]))
+            continue
         item = _item(epic, folder, classifiers[epic.layout])
         result.items.append(item)
         count = 1 + len(item.artifacts)
@@ -198,6 +204,17 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
     )
     result.removed = sorted(set(result.stats) - seen)
     return result
+
+
+def _outside(story_id: str, path: str, real: str) -> Problem:
+    return Problem(
+        code="OUTSIDE_WORKSPACE",
+        message=f"{path}/ leads outside the workspace (to {real}); {story_id} is left alone",
+        hint="replace the symlink with the folder itself: storyflow writes story files only "
+        "inside the workspace",
+        file=path,
+        story=story_id,
+    )
 
 
 def _new_epics(

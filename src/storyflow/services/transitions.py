@@ -376,7 +376,7 @@ def move(
                 if warning:
                     warnings.append(warning)
         moved = _next_state(story, target, reason, now)
-        check_story_file(ctx, epic, moved)  # where the projection will look for it
+        check_story_file(ctx, epic, story, moving_to=moved)  # and where it goes
         ctx.store.cas_update_story(moved, story.version, MOVE_FIELDS)
         budget_confirmed = bool(
             decision is not None and decision.action is BudgetAction.CONFIRM and confirm_budget

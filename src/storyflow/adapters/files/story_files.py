@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat as stat_module
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class StoryFiles(WorkspaceReader):
     def __init__(self, root: Path, *, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self._root_real: str | None = None  # the root with its symlinks resolved
 
     def pending(self) -> PendingWrites:
         return PendingWrites()
@@ -133,14 +135,19 @@ class StoryFiles(WorkspaceReader):
         expected = self.expected_dir(epic, story)
         if expected.is_dir():
             return expected
-        found = self.candidates(epic, story.id)
+        found = self._one_folder(epic, story.id)
+        return found[0] if found else expected
+
+    def _one_folder(self, epic: Epic, story_id: str) -> list[Path]:
+        """The story's folders among the stages, refused when there are two or more."""
+        found = self.candidates(epic, story_id)
         if len(found) > 1:
             raise ConflictError(
-                f"{story.id} has {len(found)} folders: " + ", ".join(self.rel(p) for p in found),
+                f"{story_id} has {len(found)} folders: " + ", ".join(self.rel(p) for p in found),
                 code="DUPLICATE_ID",
                 hint="keep one folder per story; merge and delete the others",
             )
-        return found[0] if found else expected
+        return found
 
     def story_file(self, epic: Epic, story: Story) -> Path:
         return self.locate(epic, story) / self.layout(epic).story_file_name(story.id)
@@ -233,11 +240,20 @@ class StoryFiles(WorkspaceReader):
                 )
         _LOCKS_WRITABLE.add(folder)
 
-    def check_renderable(self, epic: Epic, story: Story) -> None:
-        """Refuse now (before a commit) a story file the projection could not rewrite.
+    def check_renderable(self, epic: Epic, story: Story, moving_to: Story | None = None) -> None:
+        """Refuse now (before a commit) a story file the projection could not rewrite, a
+        story folder that leads out of the workspace, and, for a change that takes the story
+        to ``moving_to`` (its state after the change), a stage folder it could not move to.
         Skips the parse when the file is as this process last read or wrote it."""
         self._check_lock_dir()
-        path = self.story_file(epic, story)
+        folder = self.locate(epic, story)
+        self._check_inside(folder)
+        if moving_to is not None:
+            target = self.expected_dir(epic, moving_to)
+            if target != folder:  # a stage change (no system call when the stage stays)
+                self._check_destination(story.id, folder, target)
+                self._one_folder(epic, story.id)  # which one would move? (a copy elsewhere)
+        path = folder / self.layout(epic).story_file_name(story.id)
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -248,10 +264,74 @@ class StoryFiles(WorkspaceReader):
             stat = None
         if stat is not None and _KNOWN.get(path) == (stat.st_mtime_ns, stat.st_size):
             return
-        text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
-        _storydoc().check(text, self.format(epic), source=self.rel(path))
+        display = self.rel(path)
+        if stat is not None and stat_module.S_ISDIR(stat.st_mode):
+            raise InvalidInput(
+                f"{display} is a directory, not a file",
+                hint=f"move the directory out of the way (storyflow story render {story.id} "
+                "then writes the story file)",
+                details={"file": display},
+            )
+        text = read_text(path, max_bytes=self.max_bytes, display=display)
+        if "<<<<<<<" in text or ">>>>>>>" in text:
+            from storyflow.domain.checks import conflict_line  # domain.model: ~9 ms
+
+            line = conflict_line(text)
+            if line is not None:  # the projection would splice its rows in among them
+                raise InvalidInput(
+                    f"{display}:{line}: unresolved merge-conflict marker",
+                    code="MERGE_CONFLICT",
+                    hint="resolve the merge (keep one side, remove the <<<<<<< ======= >>>>>>> "
+                    "lines), then run the command again",
+                    details={"file": display, "line": line},
+                )
+        _storydoc().check(text, self.format(epic), source=display)
         if stat is not None:
             _KNOWN[path] = (stat.st_mtime_ns, stat.st_size)
+
+    def _check_inside(self, folder: Path) -> None:
+        """Refuse a story folder that resolves outside the workspace (a symlink, of the
+        folder or of a stage folder): storyflow writes only inside the workspace."""
+        real = os.path.realpath(folder)
+        root = self._real_root()
+        if real == root or real.startswith(root + os.sep):
+            return
+        shown = self.rel(folder)
+        raise InvalidInput(
+            f"{shown} leads outside the workspace (to {real})",
+            code="OUTSIDE_WORKSPACE",
+            hint="replace the symlink with the folder itself: storyflow writes story files "
+            "only inside the workspace",
+            details={"folder": shown, "target": real},
+        )
+
+    def _real_root(self) -> str:
+        if self._root_real is None:
+            self._root_real = os.path.realpath(self.root)
+        return self._root_real
+
+    def _check_destination(self, story_id: str, folder: Path, target: Path) -> None:
+        """Refuse a stage move whose destination is taken: anything there (the rename would
+        fail on a file; a folder, even an empty one, would be taken for the story's own and
+        leave two), or a stage folder that is a file."""
+        taken: Path | None = None
+        try:
+            os.lstat(target)
+            taken = target
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError:
+            taken = target.parent  # a file where the stage folder should be
+        if taken is not None:
+            shown = self.rel(taken)
+            raise ConflictError(
+                f"{story_id} cannot move to {self.rel(target)}: {shown} is already there",
+                code="FOLDER_OCCUPIED",
+                hint=f"move or remove {shown}, then run the command again "
+                f"(the story's folder is {self.rel(folder)})",
+                details={"story": story_id, "path": shown, "folder": self.rel(folder)},
+            )
+        self._check_inside(target)
 
     def project(
         self,
@@ -283,11 +363,15 @@ class StoryFiles(WorkspaceReader):
         expected = self.expected_dir(epic, story)
         current = self.locate(epic, story)
         if current != expected and current.is_dir():
+            self._check_destination(story.id, current, expected)  # taken since the check
             _move_folder(current, expected)
             _remove_empty(current.parent, stop=self.epic_root(epic))
         path = expected / self.layout(epic).story_file_name(story.id)
         fmt = self.format(epic)
-        if path.is_file():
+        is_file = path.is_file()
+        if not is_file and os.path.lexists(path):
+            read_text(path, max_bytes=self.max_bytes, display=self.rel(path))  # says why not
+        if is_file:
             text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
             text = _storydoc().project(
                 text,

@@ -94,14 +94,29 @@ def check(text: str, fmt: StoryFormat, *, source: str) -> None:
     """Raise for a story file the projection must not rewrite (what ``parse`` would refuse
     for syntax), without building its data."""
     if fmt is StoryFormat.YAML:
-        check_mapping(text, source=source)
+        _check_yaml(text, source=source)
         return
     front, body = _front_matter(text, source)
-    check_mapping(front, source=source, line_offset=1)
+    _check_yaml(front, source=source, line_offset=1)
     budget = markdown_sections(body).get("token_budget")
     match = _YAML_BLOCK.search(budget[1]) if budget else None
     if match:
-        check_mapping(match.group(1), source=f"{source} (## Token Budget)")
+        _check_yaml(match.group(1), source=f"{source} (## Token Budget)")
+
+
+# Where an explicit YAML tag (``!name``, ``!!python/...``) may begin: after a space, a line
+# start or a flow indicator. A ``!`` inside a quoted value matches too (a full load, correct).
+_TAG = re.compile(r"(?:^|[\s\[{,])!", re.M)
+
+
+def _check_yaml(text: str, *, source: str, line_offset: int = 0) -> None:
+    """``check_mapping``, except that a text with an explicit tag is loaded: the syntax check
+    leaves tags alone, and only the safe constructor refuses one it does not know (which
+    ``parse`` and storyflow check would then call unreadable). Nothing is ever executed."""
+    if _TAG.search(text):
+        load_mapping(text, source=source, line_offset=line_offset)
+    else:
+        check_mapping(text, source=source, line_offset=line_offset)
 
 
 def _front_matter(

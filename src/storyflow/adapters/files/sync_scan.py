@@ -90,7 +90,10 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
     epic_files: list[ScannedFile] = []
     folders: list[StoryFolder] = []
     problems: list[tuple[str, str]] = []
+    outside: list[tuple[str, str]] = []
     top = f"{base}/{root}"
+    inside = _Inside(base)
+    top_out = inside.leads_out(top)  # the epic root itself a symlink to elsewhere
     try:
         entries = list(os.scandir(top))
     except FileNotFoundError:
@@ -100,7 +103,11 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
             root=root, epic_files=(), folders=(), problems=((root, exc.strerror or str(exc)),)
         )
 
-    def story_folder(path: str, rel: str, name: str, stage: str | None) -> None:
+    def story_folder(
+        path: str, rel: str, name: str, stage: str | None, out: str | None = None
+    ) -> None:
+        if out is not None:
+            outside.append((rel, out))
         try:
             files, trouble = _files(path, rel)
         except FileNotFoundError:
@@ -127,7 +134,7 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
             continue
         if STORY_DIR.fullmatch(name):
             if name.startswith(wanted):
-                story_folder(entry.path, rel, name, None)
+                story_folder(entry.path, rel, name, None, inside.of(entry, top_out))
             continue
         if not staged:
             continue
@@ -136,6 +143,7 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
         except OSError as exc:
             problems.append((rel, exc.strerror or str(exc)))
             continue
+        stage_out = inside.of(entry, top_out)
         for child in children:
             if child.name.startswith(wanted) and STORY_DIR.fullmatch(child.name):
                 try:
@@ -143,13 +151,37 @@ def scan_epic(base: str, root: str, *, staged: bool, prefixes: Iterable[str]) ->
                         continue
                 except OSError:
                     continue
-                story_folder(child.path, f"{rel}/{child.name}", child.name, name)
+                out = inside.of(child, stage_out)
+                story_folder(child.path, f"{rel}/{child.name}", child.name, name, out)
     return EpicScan(
         root=root,
         epic_files=tuple(epic_files),
         folders=tuple(folders),
         problems=tuple(problems),
+        outside=tuple(outside),
     )
+
+
+class _Inside:
+    """Whether a folder resolves outside the workspace. Whether an entry is a symlink comes
+    with the listing, so a walk without symlinks costs one realpath per epic root."""
+
+    def __init__(self, base: str) -> None:
+        self.base = os.path.realpath(base)
+
+    def leads_out(self, path: str) -> str | None:
+        """Where ``path`` leads, when that is outside the workspace."""
+        real = os.path.realpath(path)
+        return None if real == self.base or real.startswith(self.base + os.sep) else real
+
+    def of(self, entry: os.DirEntry[str], parent_out: str | None) -> str | None:
+        """Where the folder ``entry`` leads outside the workspace (its parent's leading
+        out: ``parent_out``), or None."""
+        if entry.is_symlink():
+            return self.leads_out(entry.path)
+        if parent_out is not None:
+            return f"{parent_out}/{entry.name}"
+        return None
 
 
 # ---- the no-op fast path: one digest per story folder -------------------------------------
@@ -209,7 +241,7 @@ def digest_epic(
                 continue
             if STORY_DIR.fullmatch(name):
                 if name.startswith(wanted):
-                    if name in folders:
+                    if name in folders or entry.is_symlink():  # the full survey decides
                         return None
                     folders[name] = (rel, _digest(entry.path))
                 continue
@@ -220,7 +252,7 @@ def digest_epic(
             for child in listed:
                 cname = child.name
                 if cname.startswith(wanted) and STORY_DIR.fullmatch(cname) and child.is_dir():
-                    if cname in folders:
+                    if cname in folders or child.is_symlink():  # the full survey decides
                         return None
                     folders[cname] = (f"{rel}/{cname}", _digest(child.path))
     except OSError:

@@ -62,6 +62,26 @@ class WorkspaceReader:
         """A UTF-8 file within the size limit; errors name ``rel`` (and the line for UTF-8)."""
         return read_text(self._abs(rel), max_bytes=self.max_bytes, display=rel)
 
+    def outside_workspace(self, rels: list[str]) -> dict[str, str]:
+        """Of the folders ``rels``, those that resolve outside the workspace (by a symlink),
+        with where they lead. One lstat per folder that is no symlink itself; its parent's
+        real path is resolved once per parent."""
+        root = os.path.realpath(self.root)
+        parents: dict[str, str] = {}
+        outside: dict[str, str] = {}
+        for rel in rels:
+            path = self._abs(rel)
+            if os.path.islink(path):
+                real = os.path.realpath(path)
+            else:
+                parent = str(path.parent)
+                if parent not in parents:
+                    parents[parent] = os.path.realpath(parent)
+                real = os.path.join(parents[parent], path.name)
+            if real != root and not real.startswith(root + os.sep):
+                outside[rel] = real
+        return outside
+
     def exists_rel(self, rel: str) -> bool:
         return os.path.exists(self._abs(rel))
 
