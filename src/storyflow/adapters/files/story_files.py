@@ -220,14 +220,17 @@ class StoryFiles(WorkspaceReader):
 
     def _check_lock_dir(self) -> None:
         """Refuse now (before a commit) when ``lock`` could not run after it: the locks
-        folder, or while it does not exist the state folder it is made in, must be writable.
-        One access() per process: a folder found writable is not checked again."""
+        folder, or while it does not exist the nearest folder it would be made in (a fresh
+        clone has no .storyflow/ yet), must be writable. One access() per process: a folder
+        found writable is not checked again."""
         folder = self.root / STATE_DIR / "locks"
         if folder in _LOCKS_WRITABLE:
             return
         usable = os.W_OK | os.X_OK
         if not os.access(folder, usable):
-            where = folder if os.path.lexists(folder) else folder.parent
+            where = folder
+            while not os.path.lexists(where) and where.parent != where:
+                where = where.parent
             if where == folder or not os.access(where, usable):
                 from storyflow.errors import UsageError
 
