@@ -178,6 +178,24 @@ def sync_ports(ctx: Context, files: SyncFilesPort | None = None) -> SyncPorts:
     return SyncPorts(store=SyncStore(store.conn), files=files or sync_files(ctx.config))
 
 
+STATE_IGNORE = "# local database and caches; the files in plans/ are the record\n*\n"
+
+
+def keep_state_out_of_git(state: Path) -> None:
+    """Give ``.storyflow/`` (this clone's database, locks, caches, traces) a ``.gitignore``
+    that ignores everything in it, itself included. As it ignores itself no clone gets it
+    from git, so every clone writes its own on its first command, be it ``init`` or
+    ``sync``: otherwise a ``git add -A`` in a fresh clone commits its database, and a pull
+    in another clone silently replaces that clone's database with it. A workspace this
+    user cannot write keeps working without it."""
+    ignore = state / ".gitignore"
+    if ignore.exists():
+        return
+    with contextlib.suppress(OSError):
+        state.mkdir(exist_ok=True)
+        write_atomic(ignore, STATE_IGNORE)
+
+
 def open_context(
     config: Config,
     *,
@@ -195,6 +213,7 @@ def open_context(
             hint="fix the directory's permissions",
         )
     store = open_store(config)
+    keep_state_out_of_git(config.state_dir)
     from storyflow.adapters.telemetry.jsonl import JsonlTracer
 
     store.event_sink = JsonlTracer(config.state_dir).record
@@ -238,10 +257,7 @@ def init_workspace(
             )
             undo.files.append(path)
         state.mkdir(exist_ok=True)
-        ignore = state / ".gitignore"
-        if not ignore.exists():
-            text = "# local database and caches; the files in plans/ are the record\n*\n"
-            write_atomic(ignore, text)
+        keep_state_out_of_git(state)
         flags = {"database_url": database_url} if database_url else None
         config = config_module.load(cwd=root, workspace=root, env=env, flags=flags)
         if not created and database_url and config.database_url != database_url:
