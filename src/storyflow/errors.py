@@ -145,6 +145,11 @@ CODES: dict[str, ErrorCode] = _codes(
     ("VERSION_CONFLICT", 5, "Another writer changed the story first (compare-and-set lost)."),
     ("ALREADY_IN_STATUS", 5, "The story is already in the requested status."),
     ("STORY_LOCKED", 5, "A run holds the story's lease."),
+    (
+        "STORY_FILES_BEHIND",
+        5,
+        "This clone's story files are behind the database: the run leaves the story alone.",
+    ),
     ("DATABASE_BUSY", 5, "Another process held the database write lock too long."),
     ("DUPLICATE_ID", 5, "An epic or story with that ID already exists."),
     ("HOOK_EXISTS", 5, "A git hook storyflow did not write is in the way (--force)."),

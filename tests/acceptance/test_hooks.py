@@ -136,6 +136,39 @@ def test_the_hook_blocks_a_bad_commit_and_lets_a_good_one_through(repo: Repo) ->
     assert repo.commits() == 3
 
 
+def test_the_hook_checks_what_is_staged_not_the_work_tree(repo: Repo) -> None:
+    """A bad edit staged and then undone in the work tree only: the commit would hold the
+    staged content, so the hook checks that (and a good staged edit hidden behind a bad
+    work-tree edit commits)."""
+    assert repo.storyflow("hooks", "install").code == 0
+    assert repo.commit("plans").returncode == 0
+    story = repo.ws.root / STORY
+    clean = story.read_text(encoding="utf-8")
+    _edit(story, "status: pending", "status: completed")
+    assert repo.git("add", "--", STORY).returncode == 0
+    story.write_text(clean, encoding="utf-8")  # the work tree is clean again, the index not
+
+    bad = repo.git("commit", "-m", "complete by hand, staged only")
+
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0, output
+    assert f"{STORY}:5: CHECK_STATUS_DRIFT: status is completed in the file, pending" in output
+    assert repo.commits() == 1
+    assert repo.storyflow("check").code == 0  # the work tree itself is clean
+    staged = repo.storyflow("check", "--staged", "--json", STORY)
+    assert staged.code == 3 and staged.json["findings"][0]["code"] == "CHECK_STATUS_DRIFT"
+
+    # the other way round: a good edit staged, a bad one left in the work tree
+    _edit(story, "description: ''", "description: Wire the schemas in.")
+    assert repo.git("add", "--", STORY).returncode == 0
+    _edit(story, "status: pending", "status: uat")
+    good = repo.git("commit", "-m", "describe FLOW-001")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert repo.commits() == 2
+    committed = repo.git("show", f"HEAD:{STORY}").stdout
+    assert "status: pending" in committed and "Wire the schemas in." in committed
+
+
 def test_a_hook_storyflow_did_not_write_needs_force_and_is_kept(repo: Repo) -> None:
     repo.hook.parent.mkdir(parents=True, exist_ok=True)
     theirs = "#!/bin/sh\necho their hook\n"

@@ -1,5 +1,6 @@
-"""``storyflow hooks install``: a git pre-commit hook that runs ``storyflow check`` on the
-staged files, so a commit that breaks a rule of the plan fails with the finding.
+"""``storyflow hooks install``: a git pre-commit hook that runs ``storyflow check --staged``
+on the staged files (their content as the index holds it, which is what the commit gets),
+so a commit that breaks a rule of the plan fails with the finding.
 
 The hook is a small POSIX shell script that names the Python storyflow was installed with
 (falling back to ``storyflow`` on the PATH). An existing hook that storyflow did not write
@@ -43,7 +44,7 @@ def hook_script(*, python: str, workspace: str) -> str:
     where = '"$top"' if workspace in ("", ".") else '"$top"/' + shlex.quote(workspace)
     return f"""#!/bin/sh
 {HOOK_MARKER}
-# Runs `storyflow check` on the staged files; any finding fails the commit.
+# Runs `storyflow check --staged` on the staged files; any finding fails the commit.
 # Reinstall: storyflow hooks install. Skip once: git commit --no-verify.
 top=$(git rev-parse --show-toplevel) || exit 1
 cd "$top" || exit 1
@@ -60,7 +61,7 @@ if [ -z "$(git diff --cached --name-only --diff-filter=ACMRD)" ]; then
   exit 0
 fi
 git diff --cached --name-only -z --diff-filter=ACMRD |
-  xargs -0 "$@" --workspace {where} check --
+  xargs -0 "$@" --workspace {where} check --staged --
 """
 
 

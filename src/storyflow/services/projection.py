@@ -201,9 +201,49 @@ def render_after_commit(
         epic,
         story_id,
         state=state,
-        rows_after=lambda count: ctx.store.log_rows(story_id, after=count),
+        rows_after=_LogGap(ctx, story_id),
         keep=kept_keys(written) if keep is None else keep,
     )
+
+
+class _LogGap:
+    """What a story file lacks: the Agent Log rows after its ``count``th (called under the
+    story's file lock), and, should the file be missing, the text to render it from: the
+    latest story snapshot (the story file as submitted), so the parts only people write
+    (description, Reuse Plan, the body) come back; without one the file is rendered anew
+    and a warning says that text is lost. The adapter asks ``snapshot`` only for a missing
+    file (it rides on ``rows_after``, which every deferred projection passes on as is)."""
+
+    def __init__(self, ctx: Context, story_id: str) -> None:
+        self.ctx, self.story_id = ctx, story_id
+
+    def __call__(self, count: int) -> list[AgentLogRow]:
+        return self.ctx.store.log_rows(self.story_id, after=count)
+
+    def snapshot(self, folder: str) -> str | None:
+        from storyflow.domain.artifacts import ArtifactKind
+
+        store = self.ctx.store
+        latest = store.latest_artifact(self.story_id, ArtifactKind.STORY)
+        found = (
+            None
+            if latest is None
+            else store.artifact_version(self.story_id, ArtifactKind.STORY, latest.version)
+        )
+        if found is not None:
+            self.ctx.warn(
+                f"{self.story_id}: the story file was missing: rendered again from its story "
+                f"snapshot v{found[0].version} and the database (edits made after that "
+                f"snapshot are not in it: restore the folder from git to keep them, "
+                f"git checkout -- {folder})"
+            )
+            return found[1]
+        self.ctx.warn(
+            f"{self.story_id}: the story file was missing and the database holds no story "
+            "snapshot of it: rendered again with an empty description and Reuse Plan, that "
+            f"text is lost (restore the folder from git: git checkout -- {folder})"
+        )
+        return None
 
 
 def new_story_file(

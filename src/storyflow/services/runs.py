@@ -101,6 +101,7 @@ def start(
                 status="skipped",
                 message=f"{story.id} is already {story.status.value}",
             )
+        _check_files_current(nctx, epic, story)
         if action is Action.RUN and reuses_fresh(phase) and _fresh_outputs(nctx, story, phase):
             action = Action.REUSE
         source = story.status
@@ -233,6 +234,27 @@ def _block(
         error_code=code,
         message=reason,
         hint=hint,
+    )
+
+
+def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
+    """Refuse a phase in a clone whose story file is behind the database (another clone
+    ran the story's earlier phases; the files they wrote are not pulled here): the agent
+    would work from stale files and its outcome be refused at a later gate. Every change
+    the engine commits appends one Agent Log row, so a file with fewer rows than the
+    story's version is behind; one line scan per run. The story is not blocked: a clone
+    whose files are current (or this one, after a pull and sync) runs it."""
+    rows = ctx.files.log_count(epic, story)
+    if rows is not None and rows >= story.version:
+        return
+    where = "has no story file" if rows is None else f"has {rows} of its {story.version} rows"
+    raise ConflictError(
+        f"{story.id}: this clone's story files are behind the database (its Agent Log "
+        f"{where}): the phase would run on stale files",
+        code="STORY_FILES_BEHIND",
+        hint="pull the commits that carry them and run storyflow sync in this clone, or run "
+        "the story where its files are",
+        details={"story": story.id, "file_rows": rows, "database_rows": story.version},
     )
 
 

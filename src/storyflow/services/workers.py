@@ -219,7 +219,8 @@ REFUSAL_COOLOFF_SECONDS = 300.0
 
 
 def _refused(env: RunEnv, story_id: str, epic: str | None, error: StoryflowError) -> None:
-    if isinstance(error, ConflictError):  # lost to another writer: claim again as usual
+    if isinstance(error, ConflictError) and error.code != "STORY_FILES_BEHIND":
+        # lost to another writer: claim again as usual
         env.sleep(env.settings.poll_seconds)
         return
     log.warning("%s: %s", story_id, error.message)

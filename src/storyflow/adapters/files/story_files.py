@@ -22,7 +22,7 @@ from storyflow.adapters.files.workspace_reader import WorkspaceReader
 from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, STAGES, Layout, legacy_kind, stage_for
-from storyflow.errors import ConflictError, InvalidInput
+from storyflow.errors import ConflictError, InvalidInput, NotFoundError
 from storyflow.services.ports import PendingWritesPort
 
 if TYPE_CHECKING:  # annotations only: domain.model's dataclasses cost a read ~9 ms to define
@@ -205,6 +205,17 @@ class StoryFiles(WorkspaceReader):
         parsed = _storydoc().parse(text, self.format(epic), source=self.rel(path))
         return path, text, parsed
 
+    def log_count(self, epic: Epic, story: Story) -> int | None:
+        """How many Agent Log rows the story file holds (a line scan, no parse); None when
+        there is no story file."""
+        path = self.story_file(epic, story)
+        try:
+            text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+        except NotFoundError:
+            return None
+        count: int = _storydoc().count_log_rows(text, self.format(epic))
+        return count
+
     @contextmanager
     def lock(self, story_id: str) -> Iterator[None]:
         """Serialise projections of one story across processes: each re-reads the committed
@@ -353,7 +364,8 @@ class StoryFiles(WorkspaceReader):
             current_state = state()
             if current_state is None:
                 return None
-            return self._project(epic, current_state, rows_after, keep)
+            snapshot = getattr(rows_after, "snapshot", None)  # services/projection.py _LogGap
+            return self._project(epic, current_state, rows_after, keep, snapshot)
 
     def _project(
         self,
@@ -361,6 +373,7 @@ class StoryFiles(WorkspaceReader):
         projection: Projection,
         rows_after: Callable[[int], list[AgentLogRow]],
         keep: frozenset[str],
+        snapshot: Callable[[str], str | None] | None = None,
     ) -> Path:
         story, meta, remove, token_budget = projection
         expected = self.expected_dir(epic, story)
@@ -374,15 +387,20 @@ class StoryFiles(WorkspaceReader):
         is_file = path.is_file()
         if not is_file and os.path.lexists(path):
             read_text(path, max_bytes=self.max_bytes, display=self.rel(path))  # says why not
+        base = None
         if is_file:
-            text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+            base = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+        elif snapshot is not None:
+            base = snapshot(self.rel(expected))  # the file is lost: its last submitted text
+            keep = frozenset()
+        if base is not None:
             text = _storydoc().project(
-                text,
+                base,
                 fmt,
                 meta={k: v for k, v in meta.items() if k not in keep} if keep else meta,
                 remove=remove - keep,
                 token_budget=token_budget,
-                new_rows=rows_after(_storydoc().count_log_rows(text, fmt)),
+                new_rows=rows_after(_storydoc().count_log_rows(base, fmt)),
                 tz_label=epic.timezone,
             )
         else:

@@ -17,6 +17,12 @@ from storyflow.domain.artifacts import ArtifactKind
 class WorkspaceReader:
     root: Path
     max_bytes: int
+    # relative path -> the text to read instead of the work tree's (check --staged: the
+    # index's content of the files a commit would hold differently)
+    overlay: dict[str, str] | None = None
+
+    def use_overlay(self, texts: dict[str, str]) -> None:
+        self.overlay = texts
 
     def _abs(self, rel: str) -> Path:
         return self.root / rel if rel else self.root
@@ -60,6 +66,8 @@ class WorkspaceReader:
 
     def read_rel(self, rel: str) -> str:
         """A UTF-8 file within the size limit; errors name ``rel`` (and the line for UTF-8)."""
+        if self.overlay and rel in self.overlay:
+            return self.overlay[rel]
         return read_text(self._abs(rel), max_bytes=self.max_bytes, display=rel)
 
     def outside_workspace(self, rels: list[str]) -> dict[str, str]:

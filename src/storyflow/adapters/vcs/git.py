@@ -115,3 +115,52 @@ class GitRepository:
                 path,
             ) from exc
         return backup
+
+
+def index_view(workspace: Path) -> dict[str, str]:
+    """The files a commit would hold differently from the work tree, as git's index has
+    them: workspace-relative path -> staged text, for every file staged (added, copied,
+    modified, renamed) or changed in the work tree since it was staged. Two ``git diff``
+    calls and one ``git cat-file --batch``; files that are not UTF-8 are left out (the
+    check reads them from the work tree and says what is wrong with them)."""
+    repo = GitRepository.find(workspace)
+    top = repo.toplevel.resolve()
+    prefix = os.path.relpath(workspace.resolve(), top)
+    prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
+
+    def git(*args: str, stdin: bytes | None = None) -> bytes:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=top, input=stdin, capture_output=True, check=False, timeout=120
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise _not_a_repository(workspace, str(exc)) from exc
+        if done.returncode != 0:
+            why = (done.stderr.decode(errors="replace").strip().splitlines() or ["failed"])[0]
+            raise _not_a_repository(workspace, f"git {args[0]} says {why!r}")
+        return done.stdout
+
+    names: set[str] = set()
+    for args in (("diff", "--cached", "--diff-filter=ACMR"), ("diff",)):
+        out = git(*args, "--name-only", "-z", "--no-renames", "--", ".")
+        names.update(n.decode(errors="surrogateescape") for n in out.split(b"\0") if n)
+    wanted = sorted(n for n in names if n.startswith(prefix) and "\n" not in n)
+    if not wanted:
+        return {}
+    out = git("cat-file", "--batch", stdin="".join(f":{n}\n" for n in wanted).encode())
+    view: dict[str, str] = {}
+    at = 0
+    for name in wanted:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) != 3 or header[1] != b"blob":
+            continue  # not in the index (deleted there): the work tree's listing stands
+        size = int(header[2])
+        blob = out[at : at + size]
+        at += size + 1
+        try:
+            view[name[len(prefix) :]] = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return view

@@ -48,8 +48,14 @@ def _count(n: int, noun: str) -> str:
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
+@option(
+    "--staged",
+    is_flag=True,
+    help="Read the files a commit would hold as git's index has them (staged), not as the "
+    "work tree has them: what the pre-commit hook runs.",
+)
 @json_option
-def check(paths: tuple[str, ...], as_json: bool) -> None:
+def check(paths: tuple[str, ...], staged: bool, as_json: bool) -> None:
     """Validate the workspace: every story and artifact file against its schema and its
     evidence, naming and folders, the front matter and the append-only Agent Log against the
     database, tokens for every phase a completed story ran, dependency cycles, duplicate IDs,
@@ -57,7 +63,8 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
 
     PATHS limits the check to what those files concern (the pre-commit hook passes the
     staged files); a path that is the workspace root (or holds it) checks everything, and
-    paths outside the workspace are ignored, and named. Exit status 0 when clean, 3 on
+    paths outside the workspace are ignored, and named. With --staged a file whose staged
+    content differs from the work tree's is checked as staged. Exit status 0 when clean, 3 on
     findings; each finding names the file, the line where known, its code
     (docs/reference/checks.md) and a hint.
     """
@@ -67,6 +74,10 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
 
     with service_context() as ctx:
         inside, outside = _relative(ctx.files.root, paths)
+        if staged:
+            from storyflow.adapters.vcs.git import index_view
+
+            ctx.files.use_overlay(index_view(ctx.files.root))
         folder = generated_docs(ctx.files.root / REFERENCE_DIR)
 
         def docs_drift() -> list[tuple[str, str]]:

@@ -1,0 +1,64 @@
+"""Runs in two clones on one database: a clone whose story files are behind the database
+(another clone ran the story's earlier phases and its files are not pulled here) leaves
+the story alone with STORY_FILES_BEHIND instead of running a phase on stale files and
+blocking the story at a later gate."""
+
+from __future__ import annotations
+
+import shutil
+
+from storyflow.domain.statuses import Status
+from tests.run_support import configure, epic_with, runs_of
+from tests.support import Workspace
+from tests.sync_helpers import Clones, clones, other_database_url
+
+__all__ = ["clones", "other_database_url"]  # fixtures
+
+
+def test_a_clone_whose_story_files_are_behind_leaves_the_story_alone(
+    workspace: Workspace, clones: Clones
+) -> None:
+    configure(workspace)
+    ctx = workspace.ctx()
+    ahead, other = epic_with(ctx, 2)
+    mate = clones.teammate(workspace)  # a clone of the files as they are now, same database
+    generated = workspace.run("run", ahead, "--json")
+    assert generated.code == 0, generated.stderr
+    assert ctx.story(ahead).status is Status.GENERATED
+    runs_before = runs_of(ctx, ahead)
+    file_before = (mate.root / "plans").glob(f"**/{ahead}/story.yaml")
+    (mate_file,) = list(file_before)
+    mate_text = mate_file.read_text(encoding="utf-8")
+
+    refused = mate.run("run", ahead, "--json")
+
+    assert refused.code == 5, refused
+    error = refused.json["error"]
+    assert error["code"] == "STORY_FILES_BEHIND"
+    assert "storyflow sync" in error["hint"] and "pull" in error["hint"]
+    assert error["details"]["story"] == ahead
+    assert error["details"]["file_rows"] < error["details"]["database_rows"]
+    assert ctx.story(ahead).status is Status.GENERATED  # not blocked, not moved
+    assert runs_of(ctx, ahead) == runs_before  # no run recorded, no failure counted
+    assert mate_file.read_text(encoding="utf-8") == mate_text  # nothing written
+    assert ctx.store.lease(ahead) is None
+    text = mate.run("run", ahead)
+    assert text.code == 5 and "error[STORY_FILES_BEHIND]" in text.stderr
+    assert "(hint: pull" in text.stderr and "Traceback" not in text.stderr
+
+    # a worker in the clone that is behind runs what it can and leaves that story alone
+    worked = mate.run("worker", "--epic", "FLOW", "--until-idle", "--concurrency", "2")
+    assert worked.code == 0, worked.stderr
+    assert "STORY_FILES_BEHIND" in worked.stdout + worked.stderr
+    assert ctx.story(other).status is Status.COMPLETED
+    assert ctx.story(ahead).status is Status.GENERATED
+    assert runs_of(ctx, ahead) == runs_before
+
+    # after a pull (the folder as the other clone has it) the clone runs the story
+    folder = mate_file.parent
+    shutil.rmtree(folder)
+    (source,) = list((workspace.root / "plans").glob(f"**/{ahead}"))
+    shutil.copytree(source, mate.root / source.relative_to(workspace.root))
+    resumed = mate.run("run", ahead, "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json["phase"] == "elaborate"
