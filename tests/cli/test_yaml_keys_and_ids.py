@@ -4,16 +4,13 @@ mark before a plan's front matter is not a missing front matter."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.acceptance._helpers import ok
 from tests.cli.conftest import Seeded
 from tests.cli.helpers import refuse, unchanged
+from tests.plan_support import SEEDS
 from tests.support import Workspace
-
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 
 DUPLICATES = {
     # a FAIL review hidden under a PASS: the second verdict used to win
