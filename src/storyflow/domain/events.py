@@ -36,7 +36,8 @@ EVENT_TYPES: dict[str, str] = {
     # storyflow sync
     "sync": "a sync that changed something",
     "epic_rebuilt": "an epic and its stories rebuilt from the files",
-    "log_appended": "Agent Log rows added by hand, taken in by sync",
+    "log_appended": "Agent Log rows another clone (or a person) appended, taken in by "
+    "sync as they were written: moves, artifacts, approvals, tokens",
     "sync_conflict_resolved": "a sync conflict resolved by --prefer",
 }
 

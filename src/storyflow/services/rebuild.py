@@ -166,7 +166,7 @@ def prepare_story(
     out.ledger = [(entry, epic.prefix) for entry in entries]
     registered: set[str] = set()
     for scanned, kind in sorted(candidate.artifacts, key=lambda a: a[0].path):
-        artifact = _artifact(ctx, files, epic, story, history, scanned, kind, report)
+        artifact = artifact_row(ctx, files, epic, story, history, scanned, kind, report)
         if artifact is None:
             continue
         if isinstance(artifact, str):  # no row names it: submitted afterwards
@@ -266,7 +266,7 @@ def _story(
     )
 
 
-def _artifact(
+def artifact_row(
     ctx: Context,
     files: SyncFilesPort,
     epic: Epic,

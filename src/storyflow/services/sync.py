@@ -204,7 +204,7 @@ def _rebuild(session: Session, survey: Survey, tick: Progress | None, jobs: int 
             follow,
             item.story,
             item.new_artifacts,
-            [],
+            None,
             edits,
             item.blocked_reason,
             [],

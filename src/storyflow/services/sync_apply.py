@@ -15,12 +15,12 @@ write to files waits for the sync's commit (``DeferredFiles``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, stage_for
-from storyflow.domain.model import AgentLogRow, Epic, Story
+from storyflow.domain.model import Epic, Story
 from storyflow.domain.statuses import Status
 from storyflow.errors import StoryflowError
 from storyflow.services import artifacts, stories, transitions
@@ -52,6 +52,8 @@ from storyflow.services.sync_ports import (
     SyncStorePort,
 )
 from storyflow.services.sync_read import conflict_marker_line, merge_conflict, read_story
+from storyflow.services.sync_replay import PeerChanges, read_peer, write_peer
+from storyflow.services.sync_replay import records as replay_records
 from storyflow.services.sync_report import Change, Conflict, Problem, SyncReport
 
 
@@ -174,7 +176,7 @@ class Session:
         if held:
             return
         if item.story_file is None:
-            if self.apply(item, story, new_artifacts, [], {}, None, []):
+            if self.apply(item, story, new_artifacts, None, {}, None, []):
                 self.rendered.discard(story.id)
                 self.render(item.epic, story.id, None, "the story file is missing")
             return
@@ -188,7 +190,7 @@ class Session:
             return
         if not changed:
             if new_artifacts:
-                self.apply(item, story, new_artifacts, [], {}, None, [])
+                self.apply(item, story, new_artifacts, None, {}, None, [])
             elif rec is not None and rec.story_version != version:
                 self.render(item.epic, story.id, scanned.path, "the database moved on")
             self.check_stage(item, story)
@@ -245,7 +247,32 @@ class Session:
             return
         db_rows = self.ctx.store.log_rows(story.id)
         log = log_state(file_rows, db_rows)
-        db_fields = story_fields(story)
+        peer = None
+        if log.appended:  # another clone's engine (or a person) extended the log
+            try:
+                peer = read_peer(
+                    self.ctx,
+                    self.files,
+                    item.epic,
+                    story,
+                    doc,
+                    fields,
+                    file_rows,
+                    db_rows,
+                    item.artifacts,
+                    scanned.path,
+                    self.report,
+                )
+            except StoryflowError as exc:
+                self.problem(exc, scanned.path, story.id)
+                return
+            if peer is None:
+                return
+            taken = {s.path for s, _, _ in peer.registered}
+            new_artifacts = [a for a in new_artifacts if a[0].path not in taken]
+        # Compared with the story as the peer's rows leave it: what differs beyond them
+        # is a hand edit.
+        db_fields = story_fields(peer.story if peer else story)
         sides = decide(fields, db_fields, log, db_rows, self.base.get(story.id))
         conflicts = [
             Conflict(
@@ -261,7 +288,9 @@ class Session:
         if self.prefer is None and (conflicts or log.tampered):
             self.report.conflicts.extend(conflicts)
             if log.tampered:
-                self.report.problems.append(_log_edited(scanned.path, story.id, log.tampered))
+                self.report.problems.append(
+                    _log_edited(scanned.path, story.id, log.tampered, diverged=log.diverged)
+                )
             return
         if self.prefer == "files":
             sides.file_side += sides.conflicts
@@ -272,7 +301,7 @@ class Session:
         if log.tampered:  # before the changes' projections, which then write the whole log
             self.deferred.later(lambda: self.files.reset_agent_log(scanned.path))
         reason = doc.meta.get("blocked_reason")
-        if not self.apply(item, story, new_artifacts, log.appended, edits, reason, conflicts):
+        if not self.apply(item, story, new_artifacts, peer, edits, reason, conflicts):
             self.deferred.rollback_to(mark)
             return
         self.report.conflicts.extend(conflicts)
@@ -296,11 +325,17 @@ class Session:
                     warning=True,
                 )
             )
-        if sides.db_side or log.tampered or reverted:
+        if sides.db_side or log.tampered or reverted or log.behind:
+            # A file behind the database (its log lacks the last rows: an older version
+            # checked out, a merge that took the other side) is rendered even when no
+            # field differs, or the rows would be missing until the next change.
             self.rendered.discard(story.id)  # render again, after everything queued so far
-            self.render(item.epic, story.id, scanned.path, "the database's values win")
-        elif not (edits or new_artifacts or log.appended):
-            self.record(scanned, loaded.sha256, story.id, ArtifactKind.STORY.value, story.version)
+            why = "the database moved on" if log.behind and not sides.db_side else None
+            self.render(item.epic, story.id, scanned.path, why or "the database's values win")
+        elif not (edits or new_artifacts):
+            # As rendered (by this engine, or by the peer whose rows were just replayed):
+            # nothing to write back.
+            self.record(scanned, loaded.sha256, story.id, ArtifactKind.STORY.value, current.version)
             self.base_updates[story.id] = {"rows": log.rows, "fields": fields}
         self.check_stage(item, current)
 
@@ -326,31 +361,30 @@ class Session:
         item: StoryItem,
         story: Story,
         new_artifacts: list[tuple[ScannedFile, ArtifactKind]],
-        appended: list[AgentLogRow],
+        peer: PeerChanges | None,
         edits: dict[str, Any],
         blocked_reason: Any,
         resolved: list[Conflict],
     ) -> bool:
-        """Apply one story's file-side changes as a whole (one savepoint); False when the
-        rules refused one of them (reported; nothing of the story applied)."""
-        if not (new_artifacts or appended or edits or resolved):
+        """Apply one story's file-side changes as a whole (one savepoint): first the rows
+        another clone appended to its log, as it made them, then the hand edits through
+        the rules; False when one was refused (reported; nothing of the story applied)."""
+        if not (new_artifacts or peer or edits or resolved):
             return True
         mark = self.deferred.mark()
         changes: list[Change] = []
         submitted: list[tuple[ScannedFile, ArtifactKind, str]] = []
         try:
             with self.ctx.store.savepoint():
+                if peer is not None:
+                    write_peer(self.ctx, item.epic, story, peer)
+                    changes.append(_change("log_appended", None, story, item.epic, peer.summary()))
                 for scanned, kind in new_artifacts:
                     result = artifacts.submit(
                         self.ctx, story.id, kind.value, self.files.root / scanned.path
                     )
                     changes.append(_change("submitted", scanned.path, story, item.epic, result))
                     submitted.append((scanned, kind, str(result["sha256"])))
-                if appended:
-                    self._append(item.epic, story, appended)
-                    changes.append(
-                        _change("log_appended", None, story, item.epic, {"rows": len(appended)})
-                    )
                 status = edits.pop("status", None)
                 if edits:
                     stories.update_story(self.ctx, story.id, **update_args(edits))
@@ -383,27 +417,11 @@ class Session:
                     scanned.path, story.id, kind.value, scanned.size, scanned.mtime_ns, sha, None
                 )
             )
-        if any(c.action != "submitted" for c in changes) or new_artifacts:
+        if peer is not None:
+            self.out.extend(replay_records(peer, story.id))
+        if any(c.action not in ("submitted", "log_appended") for c in changes) or new_artifacts:
             self.rendered.add(story.id)  # the services re-render it after the commit
         return True
-
-    def _append(self, epic: Epic, story: Story, rows: list[AgentLogRow]) -> None:
-        """Rows added by hand at the end of the log join the database's log; the story's
-        version counts its rows, so it moves on by as many."""
-        now = self.ctx.now()
-        current = self.ctx.store.get_story(story.id) or story
-        self.ctx.store.append_log(story.id, rows)
-        bumped = replace(current, version=current.version + len(rows), updated_at=now)
-        self.ctx.store.cas_update_story(bumped, current.version)
-        self.ctx.store.insert_event(
-            type="log_appended",
-            at=now,
-            story_id=story.id,
-            epic=epic.prefix,
-            actor=self.ctx.actor,
-            payload={"rows": len(rows)},
-        )
-        render_after_commit(self.ctx, epic, story.id)
 
     def check_stage(self, item: StoryItem, story: Story) -> None:
         """Stage is derived from status, never the reverse: a folder in the wrong stage
@@ -439,7 +457,9 @@ _CONCURRENT = {
 }
 
 
-def _log_edited(path: str, story_id: str, what: list[str], restored: bool = False) -> Problem:
+def _log_edited(
+    path: str, story_id: str, what: list[str], restored: bool = False, diverged: bool = False
+) -> Problem:
     if restored:
         return Problem(
             code="AGENT_LOG_EDITED",
@@ -450,6 +470,24 @@ def _log_edited(path: str, story_id: str, what: list[str], restored: bool = Fals
             file=path,
             story=story_id,
             warning=True,
+        )
+    if diverged:
+        # Each clone's database holds its own rows: no order of the two sides extends both
+        # databases' logs, and --prefer db on either side only re-renders that side.
+        return Problem(
+            code="AGENT_LOG_EDITED",
+            message=f"{path}: the Agent Log diverged from this database's ("
+            + "; ".join(what)
+            + f"): another clone changed {story_id} too (or rows were edited by hand); "
+            "storyflow cannot merge two histories of one story",
+            hint="keep one side's story file (git checkout --ours or --theirs FILE). Kept "
+            "this database's side: storyflow sync --prefer db, then redo the other side's "
+            "changes (git show MERGE_HEAD:FILE lists its rows). The clone whose rows were "
+            "dropped rebuilds its database from the files: storyflow sync on an empty one "
+            "(SQLite: move .storyflow/storyflow.db aside; events, runs and ledger notes are "
+            "not in the files)",
+            file=path,
+            story=story_id,
         )
     return Problem(
         code="AGENT_LOG_EDITED",

@@ -142,7 +142,7 @@ def replay(story_id: str, rows: list[AgentLogRow], file_status: Status, source: 
             transition = _transition(story_id, source_status, target, row, reason, index, at)
             transition.update(forced=forced, budget_confirmed=confirmed)
             history.transitions.append(transition)
-            _apply_move(history, source_status, target, reason)
+            apply_move(history, source_status, target, reason)
             history.status_changed_at = at
             continue
         _other_row(history, row, index, source)
@@ -194,7 +194,7 @@ def _transition(
     }
 
 
-def _apply_move(history: History, source: Status, target: Status, reason: str | None) -> None:
+def apply_move(history: History, source: Status, target: Status, reason: str | None) -> None:
     if target is Status.BLOCKED:
         history.blocked_from, history.blocked_reason = source, reason
     elif source is Status.BLOCKED:
@@ -230,6 +230,7 @@ def _other_row(history: History, row: AgentLogRow, index: int, source: str) -> N
                 "by": approved["by"],
                 "note": row.outputs or None,
                 "at": parse_time(row.timestamp, source, "Agent Log timestamp"),
+                "story_version": index,
             }
         )
 

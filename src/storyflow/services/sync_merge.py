@@ -26,6 +26,7 @@ class LogState:
     rows: int  # rows in the file
     tampered: list[str] = field(default_factory=list)  # what was edited or removed
     behind: bool = False  # the file lacks rows the database appended since
+    diverged: bool = False  # both: rows only the file has, rows only the database has
     appended: list[AgentLogRow] = field(default_factory=list)  # rows added by hand at the end
 
 
@@ -131,6 +132,16 @@ def log_state(file_rows: list[AgentLogRow], db_rows: list[AgentLogRow]) -> LogSt
         state.tampered.append(f"{len(unrecorded)} row(s) the database never recorded")
     elif unrecorded:
         state.appended = file_rows[len(db_rows) :]
+    # Past their common beginning both logs have rows, and the file has rows the database
+    # never had: two clones changed the story independently (a git merge kept the other
+    # side, or both), unless a person edited rows.
+    same = 0
+    while same < min(len(file_rows), len(db_rows)) and file_rows[same] == db_rows[same]:
+        same += 1
+    known = set(db_rows)
+    state.diverged = (
+        same < len(db_rows) and same < len(file_rows) and any(r not in known for r in file_rows)
+    )
     if trailing and not state.tampered:
         state.behind = True
     return state
@@ -166,23 +177,23 @@ def engine_edits(meta: dict[str, Any], story: Story) -> list[str]:
     return [k for k in ENGINE_KEYS if meta.get(k) != values[k]]
 
 
+def ledger_key(entry: LedgerEntry) -> tuple[Any, ...]:
+    """A ledger entry at the story file's precision (whole seconds, cost to six places)."""
+    cost = None if entry.cost_usd is None else round(entry.cost_usd, 6)
+    return (
+        entry.phase,
+        entry.total_tokens,
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cache_read_tokens,
+        entry.cache_write_tokens,
+        entry.source,
+        entry.model,
+        entry.created_at.replace(microsecond=0),
+        cost,
+    )
+
+
 def ledger_differs(in_file: list[LedgerEntry], in_db: list[LedgerEntry]) -> bool:
-    """Whether the file's Token Budget lists other measurements than the ledger (at the
-    file's precision: whole seconds, cost to six places)."""
-
-    def key(entry: LedgerEntry) -> tuple[Any, ...]:
-        cost = None if entry.cost_usd is None else round(entry.cost_usd, 6)
-        return (
-            entry.phase,
-            entry.total_tokens,
-            entry.input_tokens,
-            entry.output_tokens,
-            entry.cache_read_tokens,
-            entry.cache_write_tokens,
-            entry.source,
-            entry.model,
-            entry.created_at.replace(microsecond=0),
-            cost,
-        )
-
-    return [key(e) for e in in_file] != [key(e) for e in in_db]
+    """Whether the file's Token Budget lists other measurements than the ledger."""
+    return [ledger_key(e) for e in in_file] != [ledger_key(e) for e in in_db]
