@@ -37,8 +37,9 @@ CHECK_CODES: dict[str, CheckCode] = _table(
     (
         "CHECK_MERGE_CONFLICT",
         "A story or artifact file holds unresolved merge-conflict markers.",
-        "resolve the conflict (keep both sides' Agent Log rows, in time order), then run "
-        "storyflow check again",
+        "resolve the conflict; in a story file keep one side's Agent Log rows whole (two "
+        "clones' histories of one story cannot be merged: storyflow sync says what to do "
+        "next), then run storyflow check again",
     ),
     (
         "CHECK_SCHEMA",
