@@ -57,3 +57,32 @@ def test_a_state_folder_that_lost_its_gitignore_gets_it_back(workspace: Workspac
     ok(workspace.run("story", "list", "--json"))
     ok(workspace.run("epic", "list"))
     assert ignore.read_text("utf-8").splitlines()[-1] == "*"
+
+
+def test_check_and_the_hook_refuse_a_state_folder_in_git(workspace: Workspace) -> None:
+    ok(workspace.run("epic", "new", "FLOW", "--title", "Flow"))
+    git(workspace.root, "init", "-q")
+    git(workspace.root, "add", "-A")
+    git(workspace.root, "commit", "-qm", "plan")
+    assert ok(workspace.run("check")).stdout.startswith("storyflow check: clean")
+    # a repository where it went in before (or someone forced it in)
+    git(workspace.root, "add", "-f", ".storyflow")
+    tracked = git(workspace.root, "ls-files", ".storyflow").split()
+    assert ".storyflow/trace/workspace.jsonl" in tracked  # and the database, on SQLite
+    result = workspace.run("check", "--json")
+    assert result.code == 3, result
+    findings = result.json["findings"]
+    assert {f["code"] for f in findings} == {"CHECK_STATE_TRACKED"}
+    assert sorted(f["file"] for f in findings) == [p for p in tracked if not p.endswith("ignore")]
+    assert findings[0]["hint"].startswith("git rm -r --cached .storyflow")
+    ok(workspace.run("hooks", "install"))
+    commit = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "db"],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert commit.returncode != 0 and "CHECK_STATE_TRACKED" in commit.stdout + commit.stderr
+    git(workspace.root, "rm", "-q", "-r", "--cached", ".storyflow")
+    assert ok(workspace.run("check")).stdout.startswith("storyflow check: clean")

@@ -171,6 +171,13 @@ CHECK_CODES: dict[str, CheckCode] = _table(
         "A relative Markdown link points to a missing file or anchor.",
         "fix the link's path or anchor",
     ),
+    (
+        "CHECK_STATE_TRACKED",
+        "A file of .storyflow/ (a clone's own database, locks, caches) is in git.",
+        "git rm -r --cached .storyflow and commit: each clone keeps its own database (a fresh "
+        "clone's storyflow sync rebuilds it from the files); a pull would replace another "
+        "clone's database with this one",
+    ),
 )
 
 

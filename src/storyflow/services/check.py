@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyflow.config import STATE_DIR
 from storyflow.domain.checks import AuditRows, dependency_cycles
 from storyflow.domain.findings import CHECK_CODES, Finding
 from storyflow.domain.layouts import LAYOUTS, stage_for
@@ -112,6 +113,7 @@ def run_check(
     paths: Sequence[str] | None = None,
     ignored: Sequence[str] = (),
     docs_drift: DocsDrift | None = None,
+    tracked_state: Callable[[], list[str]] | None = None,
 ) -> CheckReport:
     """Check the workspace (or what ``paths``, relative to its root, concern).
 
@@ -137,6 +139,12 @@ def run_check(
         findings += [
             Finding(code="CHECK_DOCS_STALE", file=path, message=f"{path}: {reason}")
             for path, reason in docs_drift()
+        ]
+    if tracked_state is not None and (scope is None or _under(scope, STATE_DIR)):
+        findings += [  # a clone's database in git: a pull replaces another clone's with it
+            Finding(code="CHECK_STATE_TRACKED", file=path, message=f"{path} is in git")
+            for path in tracked_state()
+            if path != f"{STATE_DIR}/.gitignore"  # committed on purpose, it does no harm
         ]
     docs = [d for d in DOC_FILES if ctx.files.exists_rel(d)] + ctx.files.files_under("docs", ".md")
     if scope is not None:

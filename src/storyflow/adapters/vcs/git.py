@@ -117,6 +117,24 @@ class GitRepository:
         return backup
 
 
+def tracked_files(workspace: Path, folder: str) -> list[str]:
+    """The files under ``folder`` (relative to ``workspace``) that git tracks or has staged,
+    relative to ``workspace``; none outside a git work tree or without git."""
+    try:
+        done = subprocess.run(
+            ["git", "ls-files", "-z", "--", folder],
+            cwd=workspace,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    return [p for p in done.stdout.decode("utf-8", errors="replace").split("\0") if p]
+
+
 def index_view(workspace: Path) -> dict[str, str]:
     """The files a commit would hold differently from the work tree, as git's index has
     them: workspace-relative path -> staged text, for every file staged (added, copied,

@@ -87,7 +87,15 @@ def check(paths: tuple[str, ...], staged: bool, as_json: bool) -> None:
             found = docs_service.drift_in(folder, reference_files())
             return [(f"{REFERENCE_DIR}/{d.path}", d.reason) for d in found]
 
-        report = run_check(ctx, paths=inside, ignored=outside, docs_drift=docs_drift)
+        def tracked_state() -> list[str]:
+            from storyflow.adapters.vcs.git import tracked_files
+            from storyflow.config import STATE_DIR
+
+            return tracked_files(ctx.files.root, STATE_DIR)
+
+        report = run_check(
+            ctx, paths=inside, ignored=outside, docs_drift=docs_drift, tracked_state=tracked_state
+        )
     if as_json:
         emit_json(report.to_json())
     else:
