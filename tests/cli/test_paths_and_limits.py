@@ -270,6 +270,9 @@ def test_split_refuses_children_past_the_last_number(seeded: Seeded) -> None:
         ("plans/flow/sub", "inside epic FLOW's root"),
         ("plans", "holds epic"),
         ("plans/stories", "is epic REVI's root"),
+        ("web/node_modules/plans", "lies in node_modules/, a folder sync does not search"),
+        ("build/plans", "lies in build/, a folder sync does not search"),
+        ("a/b/c/d/e/f/g/h/i", "more than 8 folders deep"),
     ],
 )
 def test_epic_new_refuses_a_root_that_breaks_the_workspace(

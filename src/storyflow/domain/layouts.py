@@ -211,5 +211,14 @@ def legacy_kind(file_name: str) -> ArtifactKind | None:
     return None
 
 
+# Where a fresh clone's sync looks for epic files: not in hidden folders, these vendored or
+# build folders, or deeper than this many folders below the workspace. An epic root must be
+# where it looks.
+UNWALKED_FOLDERS = frozenset(
+    {"node_modules", "venv", "__pycache__", "dist", "build", "target", "site-packages"}
+)
+MAX_ROOT_DEPTH = 8
+
+
 def default_root(layout: LayoutName, prefix: str) -> str:
     return DEFAULT_ROOTS[layout].format(prefix_lower=prefix.lower())

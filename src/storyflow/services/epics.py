@@ -8,7 +8,7 @@ from typing import Any
 
 from storyflow.config import validate_timezone
 from storyflow.domain.budgets import Enforcement
-from storyflow.domain.layouts import LayoutName, default_root
+from storyflow.domain.layouts import MAX_ROOT_DEPTH, UNWALKED_FOLDERS, LayoutName, default_root
 from storyflow.domain.model import (
     STORY_ID_RE,
     Epic,
@@ -45,6 +45,12 @@ def _root(text: str) -> str:
         raise _bad_root(text, "lies in a story folder")
     if any(not part.isprintable() for part in path.parts):
         raise _bad_root(text, "holds control characters")
+    # a fresh clone's sync finds an epic by its file: where it does not look, it is lost
+    skipped = [part for part in path.parts if part in UNWALKED_FOLDERS]
+    if skipped:
+        raise _bad_root(text, f"lies in {skipped[0]}/, a folder sync does not search")
+    if len(path.parts) > MAX_ROOT_DEPTH:
+        raise _bad_root(text, f"is more than {MAX_ROOT_DEPTH} folders deep (sync stops there)")
     return path.as_posix()
 
 

@@ -13,15 +13,11 @@ import re
 from collections.abc import Iterable
 
 from storyflow.adapters.files.epic_file import SUFFIX
-from storyflow.domain.layouts import STAGES
+from storyflow.domain.layouts import MAX_ROOT_DEPTH, STAGES, UNWALKED_FOLDERS
 from storyflow.services.sync_ports import EpicDigests, EpicScan, ScannedFile, StoryFolder
 
 STORY_DIR = re.compile(r"[A-Z][A-Z0-9]{1,11}-\d{3,6}")
-PRUNED = frozenset(
-    {"node_modules", "venv", "__pycache__", "dist", "build", "target", "site-packages"}
-)
 STAGE_NAMES = frozenset(STAGES)
-MAX_DEPTH = 8
 
 
 def discover_epic_files(base: str, known_roots: Iterable[str]) -> list[str]:
@@ -49,7 +45,7 @@ def discover_epic_files(base: str, known_roots: Iterable[str]) -> list[str]:
                 if name.endswith(SUFFIX):
                     found.append(child)
                 continue
-            if name in PRUNED or depth >= MAX_DEPTH or STORY_DIR.fullmatch(name):
+            if name in UNWALKED_FOLDERS or depth >= MAX_ROOT_DEPTH or STORY_DIR.fullmatch(name):
                 continue
             if name in STAGE_NAMES and rel in known:
                 continue  # a known epic's stage folder holds story folders only
