@@ -44,7 +44,8 @@ def test_a_clone_whose_story_files_are_behind_leaves_the_story_alone(
     assert ctx.store.lease(ahead) is None
     text = mate.run("run", ahead)
     assert text.code == 5 and "error[STORY_FILES_BEHIND]" in text.stderr
-    assert "(hint: pull" in text.stderr and "Traceback" not in text.stderr
+    assert "(hint: if another clone ran it, pull" in text.stderr
+    assert "Traceback" not in text.stderr
 
     # a worker in the clone that is behind runs what it can and leaves that story alone
     worked = mate.run("worker", "--epic", "FLOW", "--until-idle", "--concurrency", "2")
@@ -62,3 +63,42 @@ def test_a_clone_whose_story_files_are_behind_leaves_the_story_alone(
     resumed = mate.run("run", ahead, "--json")
     assert resumed.code == 0, resumed.stderr
     assert resumed.json["phase"] == "elaborate"
+
+
+def test_a_story_file_behind_the_database_of_this_clone_is_rendered_again(
+    workspace: Workspace,
+) -> None:
+    """As a worker killed between its commit and the file's projection leaves it (or a
+    checkout of an older commit): with the database in the clone's own .storyflow/ nobody
+    else wrote the rows the file lacks, so the run renders the file again and goes on; on a
+    database other clones share the run is refused and storyflow sync renders it."""
+    configure(workspace)
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    assert workspace.run("run", story, "--json").code == 0  # generate
+    (generated,) = list((workspace.root / "plans").glob(f"**/{story}/story.yaml"))
+    behind = generated.read_text(encoding="utf-8")
+    assert workspace.run("run", story, "--json").code == 0  # elaborate
+    (current,) = list((workspace.root / "plans").glob(f"**/{story}/story.yaml"))
+    current.write_text(behind, encoding="utf-8")
+    version = ctx.story(story).version
+
+    result = workspace.run("run", story, "--json")
+
+    if workspace.database_url is None:  # SQLite in .storyflow/: this clone's own
+        assert result.code == 0, result.stderr
+        assert result.json["phase"] == "plan"
+    else:
+        assert result.code == 5, result
+        error = result.json["error"]
+        assert error["code"] == "STORY_FILES_BEHIND"
+        assert "storyflow sync here renders the file again" in error["hint"]
+        assert ctx.story(story).version == version  # nothing ran
+        assert workspace.run("sync").code == 0
+        assert workspace.run("run", story, "--json").json["phase"] == "plan"
+    assert workspace.run("check").code == 0
+    (moved,) = list((workspace.root / "plans").glob(f"**/{story}/story.yaml"))
+    rows = [
+        line for line in moved.read_text(encoding="utf-8").splitlines() if "- timestamp:" in line
+    ]
+    assert len(rows) == ctx.story(story).version

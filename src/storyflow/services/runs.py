@@ -29,7 +29,7 @@ from storyflow.errors import ConflictError, RuleViolation, StoryflowError
 from storyflow.services import transitions
 from storyflow.services.agents import AgentFailure
 from storyflow.services.context import Context
-from storyflow.services.projection import effective_budgets, enforcement_of
+from storyflow.services.projection import effective_budgets, enforcement_of, render_after_commit
 from storyflow.services.run_agent import heartbeat, invoke
 from storyflow.services.run_context import RunEnv, composed, traced
 from storyflow.services.run_failures import from_error
@@ -238,24 +238,42 @@ def _block(
 
 
 def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
-    """Refuse a phase in a clone whose story file is behind the database (another clone
-    ran the story's earlier phases; the files they wrote are not pulled here): the agent
-    would work from stale files and its outcome be refused at a later gate. Every change
-    the engine commits appends one Agent Log row, so a file with fewer rows than the
-    story's version is behind; one line scan per run. The story is not blocked: a clone
-    whose files are current (or this one, after a pull and sync) runs it."""
+    """A story file behind the database, before its phase runs. Every change the engine
+    commits appends one Agent Log row, so a file with fewer rows than the story's version
+    is behind; one line scan per run.
+
+    A database in this clone's ``.storyflow/`` (the SQLite default) is this clone's own: the
+    rows the file lacks were committed here (a worker killed between its commit and the
+    file's projection, a file checked out from an older commit), so the projection after
+    this transaction brings it up to date exactly and the phase runs. On a database other
+    clones share (PostgreSQL, a SQLite file elsewhere) another clone may have run the
+    story's earlier phases, whose files (a Reuse Plan, artifacts) are not here: the agent
+    would work from stale files and a later gate refuse its outcome, so the phase is
+    refused (the story is not blocked; a clone whose files are current runs it)."""
     rows = ctx.files.log_count(epic, story)
     if rows is not None and rows >= story.version:
+        return
+    if _database_is_this_clones(ctx):
+        render_after_commit(ctx, epic, story.id)
         return
     where = "has no story file" if rows is None else f"has {rows} of its {story.version} rows"
     raise ConflictError(
         f"{story.id}: this clone's story files are behind the database (its Agent Log "
         f"{where}): the phase would run on stale files",
         code="STORY_FILES_BEHIND",
-        hint="pull the commits that carry them and run storyflow sync in this clone, or run "
-        "the story where its files are",
+        hint="if another clone ran it, pull its commits and run storyflow sync here (or run "
+        "the story there); if a worker of this clone died after its commit, storyflow sync "
+        "here renders the file again",
         details={"story": story.id, "file_rows": rows, "database_rows": story.version},
     )
+
+
+def _database_is_this_clones(ctx: Context) -> bool:
+    from storyflow.adapters.db.connection import sqlite_path
+
+    config = ctx.config
+    path = sqlite_path(config.effective_database_url, config.root)
+    return path is not None and path.resolve().is_relative_to(config.state_dir.resolve())
 
 
 def _completion_blockers(ctx: Context, epic: Epic, story: Story) -> list[tuple[str, str]]:
