@@ -199,6 +199,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("PHASE_NOT_APPLICABLE", 3, "The named phase does not start from the story's status."),
     ("NOTHING_TO_RUN", 3, "No phase runs from the story's status (blocked or terminal)."),
     ("REVIEW_LOOP_CAP", 3, "Review/fix loops reached the cap; the story was blocked."),
+    ("REFINE_LOOP_CAP", 3, "Elaborate/refine loops reached the cap; the story was blocked."),
     ("CIRCUIT_OPEN", 3, "Consecutive run failures tripped the circuit breaker; story blocked."),
     ("AWAITING_APPROVAL", 3, "The elaboration passed; the epic needs a PM/UX approval first."),
     ("LEASE_LOST", 5, "The run's lease expired and another worker took the story over."),

@@ -23,7 +23,7 @@ from storyflow.domain import guards
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetDecision, evaluate
 from storyflow.domain.model import Epic, Story
-from storyflow.domain.phases import Phase, phases_ahead
+from storyflow.domain.phases import Phase, PhaseName, phases_ahead
 from storyflow.domain.statuses import Status
 from storyflow.errors import ConflictError, RuleViolation, StoryflowError
 from storyflow.services import transitions
@@ -35,6 +35,7 @@ from storyflow.services.run_context import RunEnv, composed, traced
 from storyflow.services.run_failures import from_error
 from storyflow.services.run_finish import AWAITING_APPROVAL, fail, failed_outcome, finish
 from storyflow.services.run_plan import Action, choose, loop_cap_reason, reuses_fresh, run_key
+from storyflow.services.run_ports import RunStorePort
 from storyflow.services.run_types import (
     PhaseOutcome,
     Started,
@@ -90,6 +91,10 @@ def start(
         if reason and action is Action.RUN:
             hint = f"storyflow story unblock {story_id} once the reviews can pass"
             return _block(nctx, env, story, phase, span_id, "REVIEW_LOOP_CAP", [(reason, hint)])
+        if action is Action.RUN and phase.name is PhaseName.REFINE:
+            capped = _refine_cap(runs, story, env.settings.review_loop_cap)
+            if capped:
+                return _block(nctx, env, story, phase, span_id, "REFINE_LOOP_CAP", [capped])
         rows = runs.runs_of(story_id, phase.name.value)
         if action is Action.SKIP:
             done = [r for r in rows if r["status"] in ("succeeded", "paused")]
@@ -265,6 +270,20 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
         "the story there); if a worker of this clone died after its commit, storyflow sync "
         "here renders the file again",
         details={"story": story.id, "file_rows": rows, "database_rows": story.version},
+    )
+
+
+def _refine_cap(runs: RunStorePort, story: Story, cap: int) -> tuple[str, str] | None:
+    """Elaborate/refine loops are capped as review/fix loops are: an elaboration that keeps
+    asking for refinement would otherwise run (and spend) forever. Counted since the story
+    was last unblocked: a person who reworked it and unblocked it gets ``cap`` rounds more."""
+    asked = runs.entries_since_unblock(story.id, Status.NEEDS_REFINEMENT)
+    if asked < cap:
+        return None
+    return (
+        f"refinement loop cap: the elaboration asked for refinement {asked} times (cap {cap})",
+        f"rework the story (description, acceptance criteria, scope) by hand, then storyflow "
+        f"story unblock {story.id}",
     )
 
 

@@ -155,6 +155,13 @@ SELECT kind, MAX(version) AS v FROM artifact_versions WHERE story_id = :story_id
 Q_ENTRIES = """
 SELECT COUNT(*) AS n FROM workflow_transitions WHERE story_id = :story_id AND to_status = :status
 """
+# Entries into a status since the story was last unblocked (a person looked at it).
+Q_ENTRIES_SINCE_UNBLOCK = """
+SELECT COUNT(*) AS n FROM workflow_transitions WHERE story_id = :story_id
+AND to_status = :status
+AND created_at > COALESCE((SELECT MAX(t.created_at) FROM workflow_transitions t
+    WHERE t.story_id = :story_id AND t.from_status = 'blocked'), '')
+"""
 Q_RUN_TOKENS = """
 SELECT run_id, SUM(input_tokens) AS input, SUM(output_tokens) AS output,
     SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write,
@@ -411,6 +418,12 @@ class RunStore:
 
     def entries(self, story_id: str, status: Status) -> int:
         row = self.conn.fetchone(Q_ENTRIES, {"story_id": story_id, "status": status.value})
+        return int(row["n"]) if row else 0
+
+    def entries_since_unblock(self, story_id: str, status: Status) -> int:
+        row = self.conn.fetchone(
+            Q_ENTRIES_SINCE_UNBLOCK, {"story_id": story_id, "status": status.value}
+        )
         return int(row["n"]) if row else 0
 
     def run_tokens(self, ids: Sequence[str]) -> dict[str, Row]:
