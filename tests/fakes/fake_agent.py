@@ -9,13 +9,15 @@ stream (print stream-json usage lines, SECONDS apart, forever), noartifact (a re
 file), error (a JSON result with is_error), nonfinite (write the artifact, report Infinity,
 NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (stream-json
 with tool calls and their results, SECONDS between a call and its result; the second call
-fails; a reviewer calls one tool), toolhang (a tool call that never returns). The phase, story and
-folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
+fails; a reviewer calls one tool), toolhang (a tool call that never returns), forkchild
+(leaves a child running that writes orphan.txt in the workspace 1.5 s later). The phase,
+story and folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
 stdin.
 """
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -155,6 +157,12 @@ def main() -> int:
         return 0
     if mode == "tools":
         return tools(seconds)
+    if mode == "forkchild":  # leaves a child behind that writes orphan.txt a moment later
+        late = "import sys, time; time.sleep(1.5); open('orphan.txt', 'w').write('late')"
+        subprocess.Popen([sys.executable, "-c", late])
+        write_artifact()
+        print(result())
+        return 0
     if mode == "toolhang":  # starts a tool that never returns
         tool_use("toolu_h", "Bash", {"command": "npm install"})
         time.sleep(3600)

@@ -4,16 +4,22 @@ The argv comes from a template with ``{story}``, ``{phase}``, ``{model}``, ``{st
 ``{prompt_file}`` (and ``{reviewer}``, ``{run_id}``); no shell is involved. The prompt is
 rendered from the phase's template and given on stdin (or only as ``{prompt_file}``). The
 process runs in its own process group: a timeout, a hard budget or a shutdown kills the whole
-group. stdout goes to a file that is read as it grows, so streamed usage (``stream-json``)
-is seen while the agent works; the final JSON result gives usage and cost.
+group, and what is left of the group when the agent exits is ended too. On Linux the agent
+dies with the worker (``PR_SET_PDEATHSIG``, set by a small launcher before it execs the
+command): a worker killed with SIGKILL does not leave its agent working on while another
+worker, taking the story over, runs the phase again. stdout goes to a file that is read as
+it grows, so streamed usage (``stream-json``) is seen while the agent works; the final JSON
+result gives usage and cost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +34,26 @@ from storyflow.adapters.agents.prompts import PromptedAgent
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
 POLL = 0.05  # seconds between looks at the process and its output
+STRAGGLERS_GRACE = 1.0  # seconds the rest of the group gets after SIGTERM, once the agent exited
+LAUNCH_FAILED = "storyflow-launch-failed: "
+# Run by ``python -S -c LAUNCHER PARENT_PID MARK COMMAND…``: tie the process to the worker
+# thread that starts it (SIGKILL when that thread, or the whole worker, dies), then become
+# the agent's command; a command that cannot start is reported on stderr after MARK.
+_LAUNCHER = """import ctypes, os, signal, sys
+parent, mark = int(sys.argv[1]), sys.argv[2]
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+if os.getppid() != parent:  # the worker died before the line above took effect
+    os._exit(1)
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as exc:
+    sys.stderr.write(mark + (exc.strerror or str(exc)) + chr(10))
+    os._exit(127)
+"""
+_TIED = sys.platform.startswith("linux")
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the process group
 TAIL = 600  # characters of stderr quoted in an error
 
@@ -66,6 +92,9 @@ class CommandAgent(PromptedAgent):
         prompt_file.write_text(prompt, encoding="utf-8")
         out_path, err_path = folder / f"stdout{suffix}.txt", folder / f"stderr{suffix}.txt"
         argv = self._argv(request, prompt_file)
+        launched = (
+            [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv] if _TIED else argv
+        )
         with (
             open(out_path, "wb") as out,
             open(err_path, "wb") as err,
@@ -74,8 +103,10 @@ class CommandAgent(PromptedAgent):
             else open(os.devnull, "rb") as stdin,
         ):
             try:
+                if _TIED:
+                    _check_startable(argv[0], request.workspace)
                 proc = subprocess.Popen(
-                    argv,
+                    launched,
                     cwd=request.workspace,
                     stdin=stdin,
                     stdout=out,
@@ -88,9 +119,15 @@ class CommandAgent(PromptedAgent):
                 raise AgentFailure(
                     "AGENT_SPAWN_FAILED", f"cannot start {argv[0]!r}: {exc.strerror or exc}"
                 ) from exc
-            stream = self._watch(proc, request, monitor, out_path)
+            try:
+                stream = self._watch(proc, request, monitor, out_path)
+            finally:
+                _end_stragglers(proc.pid)
         stdout = out_path.read_text(encoding="utf-8", errors="replace")
         stderr = plain_text(err_path.read_text(encoding="utf-8", errors="replace"))[-TAIL:].strip()
+        if proc.returncode == 127 and stderr.startswith(LAUNCH_FAILED):
+            why = stderr.removeprefix(LAUNCH_FAILED).splitlines()[0]
+            raise AgentFailure("AGENT_SPAWN_FAILED", f"cannot start {argv[0]!r}: {why}")
         parsed = parse_output(stdout)
         usage = parsed.usage if parsed is not None else stream.usage
         # calls seen while it streamed carry their times; a JSON document printed at the
@@ -196,6 +233,39 @@ class CommandAgent(PromptedAgent):
             for call in stream.tools.calls[called:]:
                 monitor.tool(replace(call, reviewer=reviewer))
         return offset + len(chunk)
+
+
+def _check_startable(command: str, cwd: Path) -> None:
+    """Raise what exec would for ``command`` (through PATH, or a path from ``cwd``) when it
+    names no executable file: the launcher execs it in the child, too late to say."""
+    if os.sep not in command:
+        if shutil.which(command) is None:
+            raise FileNotFoundError(2, "No such file or directory (not on PATH)")
+        return
+    path = command if os.path.isabs(command) else os.path.join(cwd, command)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "No such file or directory")
+    if not os.access(path, os.X_OK):
+        raise PermissionError(13, "Permission denied (not executable)")
+
+
+def _end_stragglers(pgid: int) -> None:
+    """End what the agent left running in its process group (a forked child that would
+    outlive the phase and write into the story folder later): SIGTERM, then SIGKILL after a
+    grace period. Nothing left: one failed system call."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + STRAGGLERS_GRACE
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(POLL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
