@@ -71,21 +71,29 @@ def test_a_command_agent_drives_a_story_to_completed(workspace: Workspace) -> No
     assert story in prompt.read_text(encoding="utf-8")
 
 
-def test_usage_that_is_not_a_finite_count_is_not_logged(workspace: Workspace) -> None:
-    """Python's json reads NaN and Infinity: an agent that prints them (or 1e300) must not
-    crash the run or put them in the ledger, where every sum would become NaN or inf."""
+def test_usage_that_is_not_a_finite_count_fails_the_run(workspace: Workspace) -> None:
+    """Python's json reads NaN and Infinity: an agent that prints them (or 1e300) as its
+    usage or cost must not crash the run, nor put them in the ledger (every sum would become
+    NaN or inf), nor pass for zero (a hard_gate would let it through): the run fails with
+    MALFORMED_OUTPUT naming them, and the well-formed counts it did report are logged."""
     configure(
         workspace,
-        {"default_agent": "fake", "agents": {"fake": command_agent(fake_command("nonfinite"))}},
+        {
+            "agents": {"fake": command_agent(fake_command("nonfinite"))},
+            "phase_agents": {"elaborate": "fake"},
+            "retries": NO_RETRIES,
+        },
     )
     ctx = workspace.ctx()
     (story,) = epic_with(ctx, 1)
     run_env = env(ctx)
     run_story(ctx, run_env, story)  # generate
     outcome = run_story(ctx, run_env, story)  # elaborate
-    assert outcome is not None and outcome.status == "succeeded", outcome
+    assert outcome is not None and outcome.error_code == "MALFORMED_OUTPUT", outcome
+    message = outcome.message or ""
+    assert "usage.input_tokens=inf" in message and "usage.output_tokens=nan" in message
+    assert "total_cost_usd=inf" in message
     (entry,) = [e for e in ctx.store.ledger(story) if e.phase.value == "elaboration"]
-    # the well-formed count is kept; the others count as not reported
     assert (entry.input_tokens, entry.output_tokens, entry.cache_read_tokens) == (0, 0, 0)
     assert entry.cache_write_tokens == 700
     assert entry.cost_usd is None or math.isfinite(entry.cost_usd)

@@ -149,6 +149,14 @@ class CommandAgent(PromptedAgent):
                 usage=usage,
                 tool_calls=tools,
             )
+        if parsed.bad_figures:
+            raise AgentFailure(
+                "MALFORMED_OUTPUT",
+                f"{argv[0]} reported figures that are no token count or cost: "
+                + ", ".join(parsed.bad_figures)[:300],
+                usage=usage,
+                tool_calls=tools,
+            )
         if parsed.is_error:
             raise AgentFailure(
                 "EXTERNAL_SERVICE_DOWN",

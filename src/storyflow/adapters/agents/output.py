@@ -39,6 +39,8 @@ class Parsed:
     is_error: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)  # the result object, if any
     tool_calls: tuple[ToolCall, ...] = ()
+    # the result's usage or cost figures that are no count (negative, NaN, infinite, absurd)
+    bad_figures: tuple[str, ...] = ()
 
 
 def usage_of(raw: Any) -> Usage | None:
@@ -58,6 +60,35 @@ def usage_of(raw: Any) -> Usage | None:
         cache_read_tokens=number("cache_read_input_tokens", "cache_read_tokens"),
         cache_write_tokens=number("cache_creation_input_tokens", "cache_write_tokens"),
     )
+
+
+USAGE_KEYS = (
+    "input_tokens",
+    "prompt_tokens",
+    "output_tokens",
+    "completion_tokens",
+    "cache_read_input_tokens",
+    "cache_read_tokens",
+    "cache_creation_input_tokens",
+    "cache_write_tokens",
+)
+
+
+def bad_figures(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The figures of a result object that are there but are no count: the run cannot
+    trust its accounting (a budget would pass on the zero they count as)."""
+    usage = result.get("usage")
+    found = [
+        f"usage.{key}={usage[key]!r}"
+        for key in USAGE_KEYS
+        if isinstance(usage, Mapping) and key in usage and not _finite(usage[key], MAX_TOKENS)
+    ]
+    found += [
+        f"{key}={result[key]!r}"
+        for key in ("total_cost_usd", "cost_usd")
+        if key in result and result[key] is not None and not _finite(result[key], MAX_COST_USD)
+    ]
+    return tuple(found)
 
 
 def _cost(obj: Mapping[str, Any]) -> float | None:
@@ -261,6 +292,7 @@ def parse_output(text: str) -> Parsed | None:
             is_error=bool(data.get("is_error")),
             data=data,
             tool_calls=tools.calls,
+            bad_figures=bad_figures(data),
         )
     stream = StreamUsage()
     stream.feed(stripped + "\n")
@@ -273,6 +305,7 @@ def parse_output(text: str) -> Parsed | None:
         is_error=bool(final.get("is_error")),
         data=final,
         tool_calls=stream.tools.calls,
+        bad_figures=bad_figures(final),
     )
 
 
