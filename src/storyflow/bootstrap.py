@@ -216,7 +216,8 @@ def open_context(
     keep_state_out_of_git(config.state_dir)
     from storyflow.adapters.telemetry.jsonl import JsonlTracer
 
-    store.event_sink = JsonlTracer(config.state_dir).record
+    tracer = JsonlTracer(config.state_dir)
+    store.event_sink = tracer.record
     ctx = Context(
         config=config,
         store=store,
@@ -224,6 +225,7 @@ def open_context(
         clock=clock,
         actor=default_actor(config, actor),
     )
+    tracer.warn = ctx.warn  # best effort: written after the commit, the rows are the record
     if store.created and not new_database_ok:
         ctx.warn(NEW_DATABASE.format(where=_redact(config.effective_database_url)))
     return ctx

@@ -128,7 +128,11 @@ CODES: dict[str, ErrorCode] = _codes(
     ("DATABASE_URL_INVALID", 2, "The database URL is malformed, names no database, or is :memory:"),
     ("DATABASE_READONLY", 2, "The database refuses writes (a read-only file or server)."),
     ("DATABASE_CORRUPT", 2, "The database file is damaged or not a SQLite database."),
-    ("WORKSPACE_NOT_WRITABLE", 2, "storyflow cannot write its state folder (.storyflow/)."),
+    (
+        "WORKSPACE_NOT_WRITABLE",
+        2,
+        "storyflow cannot write in the workspace (.storyflow/, a story or epic file or folder).",
+    ),
     ("DRIVER_MISSING", 2, "The database driver for the configured URL is not installed."),
     ("EXTRA_MISSING", 2, "The optional extra this needs is not installed (pip install …)."),
     ("EXPORT_FAILED", 2, "The telemetry endpoint did not accept the export."),
@@ -187,12 +191,6 @@ CODES: dict[str, ErrorCode] = _codes(
     # two-way sync (storyflow sync)
     ("SYNC_CONFLICT", 5, "A datum changed in a file and in the database since the last sync."),
     ("AGENT_LOG_EDITED", 5, "A story file's Agent Log lost or changed rows the database holds."),
-    (
-        "AGENT_LOG_INVALID",
-        3,
-        "A story file's Agent Log is not one history the state machine allows "
-        "(sync --prefer files rebuilds a story only from a log that is).",
-    ),
     ("PROJECTION_EDITED", 3, "A part of a story file that storyflow renders was edited by hand."),
     ("WRONG_STAGE_FOLDER", 3, "A story folder is not in the stage folder its status calls for."),
     # runs and agents (DESIGN §4: the agent error contract)

@@ -7,6 +7,7 @@ from typing import Any
 
 from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget
 from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story
+from storyflow.errors import StoryflowError
 from storyflow.services.context import Context
 from storyflow.services.ports import PendingWritesPort
 from storyflow.services.sync_fields import EDITABLE
@@ -197,13 +198,25 @@ def render_after_commit(
             )
         return story, meta, remove, block
 
-    ctx.files.project(
-        epic,
-        story_id,
-        state=state,
-        rows_after=_LogGap(ctx, story_id),
-        keep=kept_keys(written) if keep is None else keep,
-    )
+    try:
+        ctx.files.project(
+            epic,
+            story_id,
+            state=state,
+            rows_after=_LogGap(ctx, story_id),
+            keep=kept_keys(written) if keep is None else keep,
+        )
+    except StoryflowError as exc:
+        if exc.code != "WORKSPACE_NOT_WRITABLE":
+            raise
+        # Committed already (a check before the commit refuses what it can foresee): the
+        # file is behind the database, which ``story render`` or ``sync`` puts right.
+        ctx.warn(
+            f"{story_id}: the change is committed, but storyflow cannot write "
+            f"{exc.details.get('path')}: let this user write it (permissions, chattr -i, a "
+            f"read-only mount), then storyflow story render {story_id} brings the file up "
+            "to date"
+        )
 
 
 class _LogGap:

@@ -6,6 +6,7 @@ Flat epics keep ``<root>/<ID>/``. Writes are atomic; moves are a single rename.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -22,7 +23,7 @@ from storyflow.adapters.files.workspace_reader import WorkspaceReader
 from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, STAGES, Layout, legacy_kind, stage_for
-from storyflow.errors import ConflictError, InvalidInput, NotFoundError
+from storyflow.errors import ConflictError, InvalidInput, NotFoundError, UsageError
 from storyflow.services.ports import PendingWritesPort
 
 if TYPE_CHECKING:  # annotations only: domain.model's dataclasses cost a read ~9 ms to define
@@ -64,9 +65,16 @@ class PendingWrites:
                 hint="move the directory out of the way",
                 details={"file": str(target)},
             )
+        if not os.access(target, os.W_OK) and os.path.lexists(target):
+            raise not_writable(target)  # the rename after the commit would fail on it
         try:
             staged = stage_atomic(target, text)
         except OSError as exc:  # e.g. a file where the story folder should be
+            if cannot_write(exc):  # the folder, or the nearest one it would be made in
+                where = target.parent
+                while not os.path.lexists(where) and where.parent != where:
+                    where = where.parent
+                raise not_writable(where) from exc
             raise InvalidInput(
                 f"cannot write {target}: {exc.strerror or exc}",
                 hint="move what is in the way",
@@ -83,6 +91,24 @@ class PendingWrites:
         for temp, _ in self.staged:
             discard(temp)
         self.staged.clear()
+
+
+def not_writable(path: Path, *, shown: str | None = None) -> UsageError:
+    """The error for a file or folder of the workspace this user may not write (permission
+    bits, ``chattr +i``, a read-only mount): refused before the commit, or said after it."""
+    where = shown or str(path)
+    return UsageError(
+        f"storyflow cannot write {where}",
+        code="WORKSPACE_NOT_WRITABLE",
+        hint=f"let this user write {where} (permissions, chattr -i, a read-only mount), then "
+        "run the command again",
+        details={"path": where},
+    )
+
+
+def cannot_write(exc: OSError) -> bool:
+    """Whether a failed write was refused by permissions or the file system (not a bug)."""
+    return isinstance(exc, PermissionError) or exc.errno == errno.EROFS
 
 
 def sha256_text(text: str) -> str:
@@ -243,8 +269,6 @@ class StoryFiles(WorkspaceReader):
             while not os.path.lexists(where) and where.parent != where:
                 where = where.parent
             if where == folder or not os.access(where, usable):
-                from storyflow.errors import UsageError
-
                 raise UsageError(
                     f"storyflow cannot write in {where} (the story file locks)",
                     code="WORKSPACE_NOT_WRITABLE",
@@ -267,15 +291,25 @@ class StoryFiles(WorkspaceReader):
             if target != folder:  # a stage change (no system call when the stage stays)
                 self._check_destination(story.id, folder, target)
                 self._one_folder(epic, story.id)  # which one would move? (a copy elsewhere)
+                self._check_writable(folder.parent)  # the rename takes it out of there
+                self._check_writable(target.parent)  # and puts it here
         path = folder / self.layout(epic).story_file_name(story.id)
         try:
             stat = path.stat()
         except FileNotFoundError:
             if path.is_symlink():
                 self.read_story(epic, story)  # a dangling link: read_text says why
+            self._check_writable(folder)
             return  # the projection writes it anew
         except OSError:
             stat = None
+        else:
+            # The projection writes a temp file in the folder and renames it over the file:
+            # two access() calls, so an immutable or read-only one is refused now.
+            if not os.access(folder, os.W_OK | os.X_OK):
+                self._check_writable(folder)
+            if not os.access(path, os.W_OK):
+                raise not_writable(path, shown=self.rel(path))
         if stat is not None and _KNOWN.get(path) == (stat.st_mtime_ns, stat.st_size):
             return
         display = self.rel(path)
@@ -302,6 +336,15 @@ class StoryFiles(WorkspaceReader):
         _storydoc().check(text, self.format(epic), source=display)
         if stat is not None:
             _KNOWN[path] = (stat.st_mtime_ns, stat.st_size)
+
+    def _check_writable(self, folder: Path) -> None:
+        """Refuse a folder the projection must write in (or, while it does not exist, the
+        nearest folder it would be made in) that this user cannot write."""
+        where = folder
+        while not os.path.lexists(where) and where.parent != where:
+            where = where.parent
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise not_writable(where, shown=self.rel(where))
 
     def _check_inside(self, folder: Path) -> None:
         """Refuse a story folder that resolves outside the workspace (a symlink, of the
@@ -365,7 +408,14 @@ class StoryFiles(WorkspaceReader):
             if current_state is None:
                 return None
             snapshot = getattr(rows_after, "snapshot", None)  # services/projection.py _LogGap
-            return self._project(epic, current_state, rows_after, keep, snapshot)
+            try:
+                return self._project(epic, current_state, rows_after, keep, snapshot)
+            except OSError as exc:
+                if not cannot_write(exc):
+                    raise
+                story = current_state[0]
+                path = self.story_file(epic, story)
+                raise not_writable(path, shown=f"{self.rel(path)} (or its folder)") from exc
 
     def _project(
         self,

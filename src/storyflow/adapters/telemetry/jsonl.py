@@ -47,8 +47,12 @@ def trace_line(event: dict[str, Any]) -> str:
 
 
 class JsonlTracer:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, warn: Callable[[str], None] | None = None) -> None:
         self.folder = state_dir / TRACE_DIR
+        # Lines are written after the commit, so a trace that cannot be written must not fail
+        # the command: the event rows are in the database. ``warn`` hears it, once.
+        self.warn = warn
+        self._warned = False
 
     @property
     def workspace_file(self) -> Path:
@@ -63,9 +67,21 @@ class JsonlTracer:
         for event, line in zip(events, lines, strict=True):
             if event.get("story_id"):
                 by_story[event["story_id"]].append(line)
-        self._append(self.workspace_file, "".join(lines))
-        for story_id, story_lines in by_story.items():
-            self._append(self.story_file(story_id), "".join(story_lines))
+        try:
+            self._append(self.workspace_file, "".join(lines))
+            for story_id, story_lines in by_story.items():
+                self._append(self.story_file(story_id), "".join(story_lines))
+        except OSError as exc:
+            if self.warn is None:
+                raise
+            if not self._warned:
+                self._warned = True
+                self.warn(
+                    f"cannot write the trace ({exc.filename or self.folder}: "
+                    f"{exc.strerror or exc}): the events are recorded in the database, the "
+                    f"trace lacks them (let this user write {self.folder}: permissions, "
+                    "chattr -i, a read-only mount)"
+                )
 
     @staticmethod
     def _append(path: Path, text: str) -> None:
