@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -152,6 +153,25 @@ def _ids(value: Any) -> str:
     return ", ".join(sorted(items)) or "(none)"
 
 
+def file_time(value: Any) -> str | None:
+    """A time as a story file keeps it (whole seconds, UTC, ``…Z``), so a file and the
+    database, which keeps microseconds, compare at the file's precision. None when unset;
+    text that is not an ISO-8601 time is returned as it is (it then differs)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return text or None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def _show(value: str | None) -> str:
     return "(unset)" if value is None else value
 
@@ -182,6 +202,8 @@ def front_matter_drift(meta: Mapping[str, Any], story: Story) -> list[Drift]:
         ("split_from", _text(meta.get("split_from")), story.split_from),
         ("superseded_by", _ids(meta.get("superseded_by")), _ids(list(story.superseded_by))),
     ]
+    if "created_at" in meta:  # without it a rebuild takes the first Agent Log row's time
+        pairs.append(("created_at", file_time(meta.get("created_at")), file_time(story.created_at)))
     return [
         Drift(field=name, file_value=_show(mine), db_value=_show(theirs))
         for name, mine, theirs in pairs

@@ -191,6 +191,7 @@ def _check_story_file(
             f"{drift.field} is {drift.file_value} in the file, {drift.db_value} in the database",
             file=path,
             line=lines.of(drift.field),
+            hint=ENGINE_OWNED_HINT.format(id=story.id) if drift.field == "created_at" else "",
         )
     _check_log(item, content.get("agent_log"), lines, path)
     _check_token_budget(item, content.get("token_budget"), lines, path)
@@ -209,6 +210,13 @@ def _check_story_file(
                 hint=f"storyflow token log {story.id} {missing[0].value} --input N --output M",
             )
     return story.status
+
+
+# created_at is the engine's (a rebuild reads it from the file): never applied, only undone.
+ENGINE_OWNED_HINT = (
+    "storyflow renders it and keeps no hand edit of it: storyflow story render {id} (or "
+    "storyflow sync) restores the file"
+)
 
 
 def _check_token_budget(item: StoryCheck, found: Any, lines: SourceLines, path: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyflow.domain.checks import LogIssueKind, compare_log
+from storyflow.domain.checks import LogIssueKind, compare_log, file_time
 from storyflow.domain.model import AgentLogRow, LedgerEntry, Story
 from storyflow.services.sync_fields import FIELDS
 from storyflow.services.sync_history import MOVE_ROW, SUBMITTED_ROW
@@ -174,7 +174,12 @@ def engine_edits(meta: dict[str, Any], story: Story) -> list[str]:
         "split_from": story.split_from,
         "superseded_by": list(story.superseded_by) or None,
     }
-    return [k for k in ENGINE_KEYS if meta.get(k) != values[k]]
+    edited = [k for k in ENGINE_KEYS if meta.get(k) != values[k]]
+    # A rebuild takes created_at from the file: an edit would make clones disagree (the
+    # order of storyflow next, cycle times). Compared at the file's precision (seconds).
+    if "created_at" in meta and file_time(meta["created_at"]) != file_time(story.created_at):
+        edited.append("created_at")
+    return edited
 
 
 def ledger_key(entry: LedgerEntry) -> tuple[Any, ...]:
