@@ -191,6 +191,12 @@ CODES: dict[str, ErrorCode] = _codes(
     # two-way sync (storyflow sync)
     ("SYNC_CONFLICT", 5, "A datum changed in a file and in the database since the last sync."),
     ("AGENT_LOG_EDITED", 5, "A story file's Agent Log lost or changed rows the database holds."),
+    (
+        "AGENT_LOG_INVALID",
+        3,
+        "A story file's Agent Log is not one history the state machine allows "
+        "(sync --prefer files rebuilds a story only from a log that is).",
+    ),
     ("PROJECTION_EDITED", 3, "A part of a story file that storyflow renders was edited by hand."),
     ("WRONG_STAGE_FOLDER", 3, "A story folder is not in the stage folder its status calls for."),
     # runs and agents (DESIGN §4: the agent error contract)

@@ -5,6 +5,8 @@ submitters, ledger and files, nothing applied twice, no story file rewritten."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ def _as(ws: Workspace, actor: str, *args: str, status: int = 0) -> Result:
         check=False,
     )
     result = Result(done.returncode, done.stdout, done.stderr)
-    assert result.code == status, (args, result)
+    assert result.code == status, (args, result.stdout, result.stderr)
     return result
 
 
@@ -179,15 +181,14 @@ def test_a_story_file_checked_out_behind_the_database_is_rendered_again(
     _as(a, "alice", "check")
 
 
-def test_diverged_logs_are_reported_with_a_hint_that_works(
-    team: tuple[Workspace, Workspace],
-) -> None:
-    a, b = team
-    _as(a, "alice", "token", "log", "FLOW-001", "elaboration", "--input", "10", "--output", "5")
-    _commit(a.root, "alice's tokens")
-    _as(b, "bob", "token", "log", "FLOW-001", "elaboration", "--input", "20", "--output", "5")
+def _diverge(a: Workspace, b: Workspace, alice: tuple[str, ...], bob: tuple[str, ...]) -> Path:
+    """Alice does ``alice`` and pushes; Bob does ``bob``, commits and pulls: a merge
+    conflict in the story file both changed (returned, left conflicted in Bob's clone)."""
+    _as(a, "alice", *alice)
+    _commit(a.root, "alice's change")
+    _as(b, "bob", *bob)
     _git(b.root, "add", "-A")
-    _git(b.root, "commit", "-qm", "bob's tokens")
+    _git(b.root, "commit", "-qm", "bob's change")
     merged = subprocess.run(
         ["git", "pull", "-q", "--no-rebase", "origin", "master"],
         cwd=b.root,
@@ -197,24 +198,167 @@ def test_diverged_logs_are_reported_with_a_hint_that_works(
     )
     assert merged.returncode != 0  # both appended to the same Agent Log
     [conflicted] = _git(b.root, "diff", "--name-only", "--diff-filter=U").split()
-    _git(b.root, "checkout", "--theirs", conflicted)
+    return b.root / conflicted
+
+
+def _agree(a: Workspace, b: Workspace) -> None:
+    """Both clones see the same stories, are clean, and have nothing left to sync."""
+    for story_id in ("FLOW-001", "FLOW-002", "FLOW-003"):
+        mine, theirs = _view(a, story_id), _view(b, story_id)
+        # the transition row and the log row of one move may straddle a second boundary
+        for view in (mine, theirs):
+            view["history"] = [{**r, "created_at": None} for r in view["history"]]
+        assert mine == theirs, story_id
+    for ws in (a, b):
+        _as(ws, "reader", "check")
+        assert _as(ws, "reader", "sync", "--json").json["nothing_to_do"]
+
+
+def _untouched(ws: Workspace) -> dict[str, Any]:
+    """What the files do not carry: each story's events (its trace) and runs."""
+    from tests.run_support import runs_of
+
+    ctx = ws.ctx()
+    try:
+        return {
+            story_id: {
+                "trace": _as(ws, "reader", "trace", story_id, "--json").stdout,
+                "runs": runs_of(ctx, story_id),
+            }
+            for story_id in ("FLOW-002", "FLOW-003")
+        }
+    finally:
+        ctx.store.conn.close()
+
+
+def test_diverged_logs_are_reported_and_prefer_files_rebuilds_that_story(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    from tests.run_support import configure
+
+    configure(a)
+    _as(a, "alice", "run", "FLOW-003")  # a run and its events, which no file carries
+    _commit(a.root, "alice runs FLOW-003")
+    _pull(b)
+    _as(b, "bob", "sync")
+    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
+    path = _diverge(a, b, (*tokens, "10"), (*tokens, "20"))
+    _git(b.root, "checkout", "--theirs", str(path))
     report = _as(b, "bob", "sync", "--json", status=5).json
     [problem] = report["problems"]
     assert problem["code"] == "AGENT_LOG_EDITED" and "diverged" in problem["message"], problem
-    assert "--ours" in problem["hint"] and "empty one" in problem["hint"], problem
-    # Follow the hint: Bob keeps his side; Alice, whose row was dropped, rebuilds.
-    _git(b.root, "checkout", "--ours", conflicted)
+    assert "--ours" in problem["hint"] and "--prefer files" in problem["hint"], problem
+    # Follow the hint: Bob keeps his side; Alice, whose row was dropped, rebuilds the story.
+    _git(b.root, "checkout", "--ours", str(path))
     _as(b, "bob", "sync")
     _commit(b.root, "merge: bob's side of FLOW-001")
     _git(a.root, "pull", "-q", "--no-rebase", "origin", "master")
     assert _as(a, "alice", "sync", status=5)
-    if a.database_url is not None:
-        return  # PostgreSQL: an empty database is another test's business
-    (a.root / ".storyflow" / "storyflow.db").rename(a.root / "old.db")
-    _as(a, "alice", "sync")
-    _as(a, "alice", "token", "log", "FLOW-001", "elaboration", "--input", "10", "--output", "5")
+    others = _untouched(a)
+    assert others["FLOW-003"]["runs"], others  # the run is there to be kept
+    events = _as(a, "reader", "trace", "FLOW-001", "--json").stdout.splitlines()
+    report = _as(a, "alice", "sync", "--prefer", "files", "--json").json
+    assert report["problems"] == [], report
+    [change] = report["changes"]
+    assert change["action"] == "story_rebuilt" and change["story"] == "FLOW-001", change
+    assert (change["dropped"], change["ledger"]) == (1, 1), change
+    text = _as(a, "alice", "sync", "--prefer", "files", "--dry-run").stdout
+    assert "nothing to do" in text
+    _agree(a, b)
+    assert _untouched(a) == others
+    after = _as(a, "reader", "trace", "FLOW-001", "--json").stdout.splitlines()
+    assert after[: len(events)] == events  # FLOW-001's own events are kept too
+    [rebuilt] = [json.loads(line) for line in after if '"story_rebuilt"' in line]
+    assert [r["action"] for r in rebuilt["dropped_rows"]] == [
+        "tokens: elaboration +15 (reported)"
+    ], rebuilt
+    assert _json(a, "budget", "show", "FLOW-001")["phases"]["elaboration"]["used"] == 25
+    # Alice redoes her change; it reaches Bob as any other.
+    _as(a, "alice", *tokens, "10")
     _commit(a.root, "alice's tokens again")
     _pull(b)
-    _as(b, "bob", "sync")
-    assert _view(b, "FLOW-001") == _view(a, "FLOW-001")
-    assert _json(b, "budget", "show", "FLOW-001") == _json(a, "budget", "show", "FLOW-001")
+    assert [c["action"] for c in _as(b, "bob", "sync", "--json").json["changes"]] == [
+        "log_appended"
+    ]
+    _agree(a, b)
+
+
+def _rows(text: str) -> tuple[str, list[str], str]:
+    """A story file as (what precedes the Agent Log, its rows, the keys after it)."""
+    head, _, log = text.partition("agent_log:\n")
+    tail = re.search(r"(?m)^(?![- ])", log)
+    end = tail.start() if tail else len(log)
+    rows = [r for r in re.split(r"(?m)^(?=- timestamp)", log[:end]) if r]
+    return head, rows, log[end:]
+
+
+def _union(ours: str, theirs: str) -> str:
+    """Both sides' Agent Log rows in time order (theirs, made first, before ours), with
+    theirs' other keys and Token Budget, and the later updated_at."""
+    head_ours, mine, _ = _rows(ours)
+    head, rows, tail = _rows(theirs)
+    merged = rows + [r for r in mine if r not in rows]
+    merged.sort(key=lambda r: r.split("\n", 1)[0])  # by timestamp, stably
+    stamp = re.compile(r"(?m)^updated_at: .*$")
+    later = max(stamp.findall(head_ours) + stamp.findall(head))
+    return stamp.sub(later, head) + "agent_log:\n" + "".join(merged) + tail
+
+
+def test_both_sides_rows_that_form_one_history_are_taken_by_prefer_files(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    path = _diverge(
+        a,
+        b,
+        ("token", "log", "FLOW-001", "elaboration", "--input", "10", "--output", "5"),
+        ("artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION)),
+    )
+    ours = _git(b.root, "show", f":2:{path.relative_to(b.root)}")
+    theirs = _git(b.root, "show", f":3:{path.relative_to(b.root)}")
+    path.write_text(_union(ours, theirs), encoding="utf-8")
+    _git(b.root, "add", str(path))
+    _git(b.root, "commit", "-qm", "merge: both sides of FLOW-001")
+    _git(b.root, "push", "-q", "origin", "HEAD:master")
+    # Bob's row is now after Alice's: his database's log diverged from the file.
+    report = _as(b, "bob", "sync", "--json", status=5).json
+    assert [p["code"] for p in report["problems"]] == ["AGENT_LOG_EDITED"], report
+    report = _as(b, "bob", "sync", "--prefer", "files", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["story_rebuilt"], report
+    assert report["changes"][0]["dropped"] == 0, report  # Bob's row moved, none dropped
+    # Alice's database's log is the file's beginning: Bob's row arrives as any other.
+    _pull(a)
+    report = _as(a, "alice", "sync", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["log_appended"], report
+    _agree(a, b)
+    view = _view(a, "FLOW-001")
+    assert [x["submitted_by"] for x in view["artifacts"]] == ["bob"]
+    assert view["budget"]["phases"]["elaboration"]["used"] == 15 and view["version"] == 5
+
+
+def test_prefer_files_refuses_a_union_of_two_conflicting_histories(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    path = _diverge(
+        a,
+        b,
+        ("story", "block", "FLOW-001", "--reason", "waiting on infra"),
+        ("story", "block", "FLOW-001", "--reason", "waiting on legal"),
+    )
+    ours = _git(b.root, "show", f":2:{path.relative_to(b.root)}")
+    theirs = _git(b.root, "show", f":3:{path.relative_to(b.root)}")
+    union = _union(ours, theirs)
+    path.write_text(union, encoding="utf-8")
+    before = _view(b, "FLOW-001")
+    report = _as(b, "bob", "sync", "--prefer", "files", "--json", status=3).json
+    [problem] = report["problems"]
+    assert problem["code"] == "AGENT_LOG_INVALID" and problem["story"] == "FLOW-001", problem
+    assert "moves it from in-elaboration" in problem["message"], problem
+    assert "--ours" in problem["hint"] and "--prefer files" in problem["hint"], problem
+    assert report["changes"] == [], report
+    assert _view(b, "FLOW-001") == before
+    assert path.read_text(encoding="utf-8") == union
+    shown = _as(b, "bob", "sync", "--prefer", "files", status=3)
+    assert "error[AGENT_LOG_INVALID]" in shown.stdout, shown

@@ -16,7 +16,7 @@ from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, LayoutName
 from storyflow.domain.model import AgentLogRow, Epic, EpicSettings
 from storyflow.domain.statuses import Status
-from storyflow.errors import InvalidInput
+from storyflow.errors import InvalidInput, StoryflowError
 from storyflow.services.sync_history import replay
 from storyflow.services.sync_merge import changed_by, log_state
 from storyflow.services.sync_read import conflict_marker_line
@@ -357,3 +357,61 @@ def test_the_walk_skips_what_disappears_between_the_listing_and_the_stat(
     assert [(f.story_id, [s.name for s in f.files]) for f in scan.folders] == [
         ("FLOW-001", ["story.yaml"])
     ]
+
+
+# ---- --prefer files: a log must be one history ---------------------------------------------
+
+
+def _log(*actions: str) -> list[AgentLogRow]:
+    return [
+        AgentLogRow(timestamp=f"2026-03-02T15:04:0{i}Z", agent="a", action=a, outputs="x")
+        for i, a in enumerate(actions)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("actions", "wrong"),
+    [
+        (
+            (
+                "story created (pending)",
+                "status: pending -> generated",
+                "status: pending -> generated",
+            ),
+            "row 3 moves it from pending, but the rows before it left it generated",
+        ),
+        (
+            ("story created (pending)", "status: pending -> completed"),
+            "row 2 records pending -> completed, which no edge allows",
+        ),
+        (
+            ("story created (pending)", "plan v1 submitted", "plan v1 submitted"),
+            "row 3 submits plan v1 after v1",
+        ),
+    ],
+)
+def test_prefer_files_refuses_a_log_that_is_not_one_history(
+    actions: tuple[str, ...], wrong: str
+) -> None:
+    from storyflow.services.sync_rebuild import check_history
+
+    rows = _log(*actions)
+    history = replay("FLOW-001", rows, Status.PENDING, "story.yaml")
+    with pytest.raises(StoryflowError) as refused:
+        check_history("FLOW-001", history.transitions, rows, "story.yaml")
+    assert refused.value.code == "AGENT_LOG_INVALID" and wrong in refused.value.message
+    assert "--prefer files" in (refused.value.hint or "")
+
+
+def test_prefer_files_takes_forced_moves_and_versions_in_order() -> None:
+    from storyflow.services.sync_rebuild import check_history
+
+    rows = _log(
+        "story created (pending)",
+        "status: pending -> completed (FORCED: done elsewhere)",
+        "plan v1 submitted",
+        "tokens: planning +10 (reported)",
+        "plan v2 submitted",
+    )
+    history = replay("FLOW-001", rows, Status.COMPLETED, "story.yaml")
+    check_history("FLOW-001", history.transitions, rows, "story.yaml")

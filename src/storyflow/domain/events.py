@@ -38,6 +38,8 @@ EVENT_TYPES: dict[str, str] = {
     "epic_rebuilt": "an epic and its stories rebuilt from the files",
     "log_appended": "Agent Log rows another clone (or a person) appended, taken in by "
     "sync as they were written: moves, artifacts, approvals, tokens",
+    "story_rebuilt": "a story whose Agent Log was edited or diverged, rebuilt from its folder "
+    "by sync --prefer files (counts, and the database's log rows the file lacked)",
     "sync_conflict_resolved": "a sync conflict resolved by --prefer",
 }
 

@@ -37,9 +37,10 @@ CHECK_CODES: dict[str, CheckCode] = _table(
     (
         "CHECK_MERGE_CONFLICT",
         "A story or artifact file holds unresolved merge-conflict markers.",
-        "resolve the conflict; in a story file keep one side's Agent Log rows whole (two "
-        "clones' histories of one story cannot be merged: storyflow sync says what to do "
-        "next), then run storyflow check again",
+        "resolve the conflict; in a story file keep one side's Agent Log rows whole, or "
+        "both sides' rows in time order when they form one history; then storyflow sync "
+        "--prefer files rebuilds the story from it (or says why it cannot), and storyflow "
+        "check again",
     ),
     (
         "CHECK_SCHEMA",

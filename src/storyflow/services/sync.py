@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 
 from storyflow.errors import StoryflowError, UsageError
 from storyflow.services.context import Context
-from storyflow.services.sync_ports import StoryItem, SyncFilesPort, SyncRecord, SyncStorePort
+from storyflow.services.sync_ports import SyncFilesPort, SyncRecord, SyncStorePort
 from storyflow.services.sync_quick import quick_idle, save_index
 from storyflow.services.sync_report import Change, SyncReport
 from storyflow.services.sync_survey import Survey, survey
@@ -136,6 +136,7 @@ def sync(
 def _rebuild(session: Session, survey: Survey, tick: Progress | None, jobs: int | None) -> None:
     """Insert, in bulk, the new epics and the stories the database does not have."""
     from storyflow.services.rebuild import Candidate, prepare
+    from storyflow.services.sync_rebuild import follow_up
 
     candidates = [
         Candidate(
@@ -174,49 +175,17 @@ def _rebuild(session: Session, survey: Survey, tick: Progress | None, jobs: int 
             Change(action="rebuilt", direction="files->db", epic=epic.prefix, file=epic.root)
         )
     for item in imported:
-        session.versions[item.story.id] = item.story.version
-        session.out.extend(item.records)
-        story_path = next((r.path for r in item.records if r.kind == "story"), None)
         session.report.changes.append(
             Change(
                 action="imported",
                 direction="files->db",
                 story=item.story.id,
                 epic=item.epic.prefix,
-                file=story_path,
+                file=next((r.path for r in item.records if r.kind == "story"), None),
                 detail={"status": item.story.status.value, "version": item.story.version},
             )
         )
-        if not item.status_request and not item.needs_render:
-            session.base_updates[item.story.id] = {
-                "rows": item.story.version,
-                "fields": item.file_fields,
-            }
-        follow = StoryItem(
-            story_id=item.story.id,
-            epic=item.epic,
-            folder=item.folder,
-            story_file=None,
-            artifacts=[],
-        )
-        edits = {"status": item.status_request.value} if item.status_request else {}
-        applied = session.apply(
-            follow,
-            item.story,
-            item.new_artifacts,
-            None,
-            edits,
-            item.blocked_reason,
-            [],
-        )
-        if not applied and item.status_request:
-            # Not recorded: the next sync asks again (and reports it again).
-            session.out[:] = [r for r in session.out if r.path != story_path]
-        if item.needs_render:
-            session.render(item.epic, item.story.id, story_path, "the Agent Log was empty")
-        changed = edits or item.new_artifacts
-        current = (ctx.store.get_story(item.story.id) if changed else None) or item.story
-        session.check_stage(follow, current)
+        follow_up(session, item)
 
 
 def _forget_removed(session: Session, survey: Survey) -> None:

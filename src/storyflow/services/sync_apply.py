@@ -247,6 +247,13 @@ class Session:
             return
         db_rows = self.ctx.store.log_rows(story.id)
         log = log_state(file_rows, db_rows)
+        if log.tampered and self.prefer == "files":
+            # The file's log is taken as the story's history: the story is rebuilt from its
+            # folder (refused unless that log is one history the rules allow).
+            from storyflow.services.sync_rebuild import rebuild_story
+
+            rebuild_story(self, item, story, scanned.path, db_rows)
+            return
         peer = None
         if log.appended:  # another clone's engine (or a person) extended the log
             try:
@@ -473,27 +480,26 @@ def _log_edited(
         )
     if diverged:
         # Each clone's database holds its own rows: no order of the two sides extends both
-        # databases' logs, and --prefer db on either side only re-renders that side.
+        # databases' logs. The file decides: --prefer files rebuilds the story from it.
         return Problem(
             code="AGENT_LOG_EDITED",
             message=f"{path}: the Agent Log diverged from this database's ("
             + "; ".join(what)
-            + f"): another clone changed {story_id} too (or rows were edited by hand); "
-            "storyflow cannot merge two histories of one story",
-            hint="keep one side's story file (git checkout --ours or --theirs FILE). Kept "
-            "this database's side: storyflow sync --prefer db, then redo the other side's "
-            "changes (git show MERGE_HEAD:FILE lists its rows). The clone whose rows were "
-            "dropped rebuilds its database from the files: storyflow sync on an empty one "
-            "(SQLite: move .storyflow/storyflow.db aside; events, runs and ledger notes are "
-            "not in the files)",
+            + f"): another clone changed {story_id} too (or rows were edited by hand)",
+            hint="keep one side's story file (git checkout --ours or --theirs FILE), or both "
+            "sides' rows in time order if they form one history; then storyflow sync "
+            f"--prefer files rebuilds {story_id} from it, here and in the clone whose rows "
+            "were dropped (redo their changes after: the story_rebuilt event in storyflow "
+            "trace lists them). --prefer db instead re-renders this database's side",
             file=path,
             story=story_id,
         )
     return Problem(
         code="AGENT_LOG_EDITED",
         message=f"{path}: the Agent Log is append-only, but " + "; ".join(what),
-        hint="undo the edit (git checkout -p FILE), or re-render the log from the database: "
-        "storyflow sync --prefer db",
+        hint="undo the edit (git checkout -p FILE), re-render the log from the database "
+        "(storyflow sync --prefer db), or rebuild the story from the file's log (storyflow "
+        "sync --prefer files)",
         file=path,
         story=story_id,
     )

@@ -39,6 +39,26 @@ Q_EPIC_VERSIONS = "SELECT prefix, version FROM epics"
 Q_ARTIFACT_HASHES = "SELECT kind, sha256 FROM artifact_versions WHERE story_id = :story_id"
 Q_ARTIFACT_IDS = "SELECT id, story_id, kind, version FROM artifact_versions"
 
+_KIND_TABLES = (
+    "workflow_elaborations",
+    "workflow_plans",
+    "workflow_proof",
+    "workflow_code_reviews",
+    "workflow_verification",
+    "workflow_qa_gates",
+)
+_NOT_SNAPSHOT = "story_id = :id AND kind <> 'story'"
+Q_REPLACE_DELETES = (
+    "DELETE FROM approvals WHERE story_id = :id",
+    *(f"DELETE FROM {table} WHERE story_id = :id" for table in _KIND_TABLES),
+    f"DELETE FROM artifact_versions WHERE {_NOT_SNAPSHOT}",
+    "DELETE FROM workflow_transitions WHERE story_id = :id",
+    "DELETE FROM agent_log WHERE story_id = :id",
+    "DELETE FROM workflow_token_logs WHERE story_id = :id",
+    "DELETE FROM story_dependencies WHERE story_id = :id",
+    "DELETE FROM story_requirements WHERE story_id = :id",
+)
+
 EPIC_COLUMNS = (
     "prefix",
     "title",
@@ -203,6 +223,23 @@ class SyncStore:
             STORY_COLUMNS,
             [tuple(p[c] for c in STORY_COLUMNS) for p in map(_story_params, rows.stories)],
         )
+        return {"epics": len(rows.epics), **self._story_rows(rows)}
+
+    def replace_story_rows(self, rows: RebuildRows) -> dict[str, int]:
+        """Replace what the files carry of the stories in ``rows`` (their links, history,
+        log, artifact versions but the story snapshots, approvals, ledger) with ``rows``;
+        the story rows themselves are the caller's (a compare-and-set), and what the files
+        do not carry (runs, leases, events, snapshots) stays. Children first: approvals and
+        kind rows point at artifact versions, and SQLite may run without ON DELETE CASCADE."""
+        for story in rows.stories:
+            params = {"id": story.id}
+            for sql in Q_REPLACE_DELETES:
+                self.conn.execute(sql, params)
+        return self._story_rows(rows)
+
+    def _story_rows(self, rows: RebuildRows) -> dict[str, int]:
+        """Insert the stories' dependent rows (the stories exist); return counts per table."""
+        copy = self.conn.copy_rows
         links = [(s.id, d) for s in rows.stories for d in s.depends_on]
         copy("story_dependencies", ("story_id", "depends_on"), links)
         needs = [(s.id, r) for s in rows.stories for r in s.requires]
@@ -267,7 +304,6 @@ class SyncStore:
         copy("approvals", APPROVAL_COLUMNS, approvals)
         copy("workflow_token_logs", TOKEN_COLUMNS, [_token(e, p) for e, p in rows.ledger])
         return {
-            "epics": len(rows.epics),
             "stories": len(rows.stories),
             "transitions": len(rows.transitions),
             "log_rows": sum(len(r) for _, r in rows.log_rows),

@@ -63,7 +63,9 @@ class _Bar:
     "--prefer",
     type=click.Choice(["files", "db"]),
     help="Resolve conflicts: the file's value wins (applied through the rules) or the "
-    "database's (the file is re-rendered). Each choice is recorded as an event.",
+    "database's (the file is re-rendered). Each choice is recorded as an event. On an "
+    "edited or diverged Agent Log, files rebuilds that story from its folder (refused "
+    "unless its log is one valid history), db re-renders the log.",
 )
 @option(
     "--jobs",
