@@ -1,5 +1,6 @@
 """The run summary, read back from the database: the runs, their ledger rows, the stories
-they touched, the gate and review verdicts, and every budget overrun."""
+they touched, the gate and review verdicts, and the budget overruns of this run: the phases
+over a limit whose tokens its runs logged, with what the run did about them."""
 
 from __future__ import annotations
 
@@ -8,17 +9,29 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from storyflow.domain.budgets import BudgetState
+from storyflow.domain.phases import PHASES, PhaseName
 from storyflow.services.agents import Usage
 from storyflow.services.context import Context
 from storyflow.services.run_report import Overrun, RunRecord, RunSummary, StoryResult
 from storyflow.services.tokens import story_budget
 
-_ACTIONS = {
-    "advisory": "recorded",
-    "warning": "warned",
-    "soft_gate": "paused for confirmation",
-    "hard_gate": "stopped",
-}
+
+def _action(level: str, state: str, runs: Sequence[RunRecord], resting: bool) -> str:
+    """What this run did about a phase over a limit, from how its runs of that phase ended:
+    a hard_gate stop fails a run (BUDGET_HARD_LIMIT); a soft_gate overrun pauses the story
+    (still paused), or was confirmed and the story went on; below the hard limit a gate only
+    warns."""
+    if level == "advisory":
+        return "recorded"
+    if level == "warning" or state != BudgetState.OVER.value:
+        return "warned"
+    if level == "hard_gate":
+        stopped = any(r.error_code == "BUDGET_HARD_LIMIT" for r in runs)
+        return "stopped" if stopped else "over the hard limit"
+    paused = any(r.status == "paused" and r.error_code != "AWAITING_APPROVAL" for r in runs)
+    if paused and resting:
+        return "paused for confirmation"
+    return "confirmed" if paused else "over the hard limit"
 
 
 def build_summary(
@@ -102,14 +115,21 @@ def build_summary(
                 cost_usd=sum(r.cost_usd for r in mine),
             )
         )
+        spent: dict[str, list[RunRecord]] = defaultdict(
+            list
+        )  # budget phase -> this run's runs of it that logged tokens
+        for r in mine:
+            if r.tokens.total:
+                spent[PHASES[PhaseName(r.phase)].budget_phase.value].append(r)
+        if not spent:
+            continue  # an overrun from before this run is not this run's
         budget = story_budget(ctx, ctx.epic(story.epic), story)
+        paused = last is not None and last.status == "paused"
         for phase, data in budget["phases"].items():
-            if data["state"] == BudgetState.OK.value:
+            if data["state"] == BudgetState.OK.value or phase not in spent:
                 continue
             level = budget["enforcement"]
-            action = _ACTIONS.get(level, level)
-            if level in ("soft_gate", "hard_gate") and data["state"] != BudgetState.OVER.value:
-                action = "warned"
+            action = _action(level, data["state"], spent[phase], paused)
             overruns.append(
                 Overrun(
                     story_id=story_id,
