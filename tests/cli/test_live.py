@@ -227,3 +227,21 @@ def test_an_empty_interrupted_run_still_reports() -> None:
     text = _text(console)
     assert "(interrupted)" in text and "budget overruns: none" in text
     assert "QA gates: none; code reviews: none" in text
+
+
+def test_the_plain_report_shortens_a_long_note_at_a_word() -> None:
+    from storyflow.services.run_report import render_text
+
+    long = "hard_gate: implementation reached 9,000 tokens (hard limit 50,000); the agent stopped"
+    story = StoryResult(
+        story_id="FLOW-001",
+        title="One",
+        status="blocked",
+        reason=long,
+        runs=1,
+        tokens=9_000,
+        cost_usd=0.01,
+    )
+    text = render_text(_summary(stories=(story,)))
+    (row,) = [line for line in text.splitlines() if "blocked" in line and "FLOW-001" in line]
+    assert row.endswith("(hard limit\u2026")  # not "50,00": a figure cut reads as another

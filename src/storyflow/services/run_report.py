@@ -274,7 +274,7 @@ def render_text(summary: RunSummary) -> str:
                 str(s.runs),
                 f"{s.tokens:,}",
                 f"${s.cost_usd:.4f}",
-                (s.reason or "")[:60],
+                _shortened(s.reason or "", 60),
             ]
             for s in summary.stories
         ]
@@ -314,3 +314,14 @@ def render_text(summary: RunSummary) -> str:
     else:
         lines.append("budget overruns: none")
     return "\n".join(lines) + "\n"
+
+
+def _shortened(text: str, limit: int) -> str:
+    """``text`` in ``limit`` characters: cut at a word, with an ellipsis (a figure cut in
+    the middle, "hard limit 50,00", reads as another figure)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "\u2026"
