@@ -435,6 +435,13 @@ def _merge_models_file(root: Path, file_values: dict[str, Any]) -> dict[str, str
     sources = {"models": CONFIG_FILE, "assignments": CONFIG_FILE}
     path = root / MODELS_FILE
     if not path.is_file():
+        if os.path.lexists(path):  # a folder (or a dangling link) would be ignored silently
+            raise InvalidInput(
+                f"{MODELS_FILE} is not a file",
+                code="CONFIG_INVALID",
+                hint=f"make {MODELS_FILE} a YAML file (models:, assignments:) or remove it",
+                details={"file": MODELS_FILE},
+            )
         return sources
     extra = _file_values(path, root / STATE_DIR / "models-cache.json", MODELS_FILE, MODELS_SECTIONS)
     version = extra.pop("version", CONFIG_VERSION)

@@ -128,7 +128,7 @@ def models_check(as_json: bool) -> None:
     try:
         data = check(_config())
     except StoryflowError as error:
-        if not as_json:
+        if not as_json and error.code == "MODEL_ASSIGNMENT_INVALID":  # else: no findings
             findings = error.details.get("findings", [])
             table(
                 ["key", "problem", "hint"],
