@@ -431,6 +431,7 @@ def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
     assert time.monotonic() - began < 4  # stopped long before its 5 s of work
     assert outcome.status == "blocked" and outcome.error_code == "BUDGET_HARD_LIMIT"
     assert "hard_gate" in (ctx.story(story).blocked_reason or "")
+    assert (outcome.message or "").endswith("; the agent was stopped")
     row = runs_of(ctx, story)[-1]
     assert (row["phase"], row["status"], row["error_code"]) == (
         "implement",
@@ -441,6 +442,32 @@ def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
     assert len(spent) == 1 and 10000 <= spent[0]["total_tokens"] < 100000
     stops = [e for e in ctx.store.recent_events(story, 50) if e["type"] == "budget"]
     assert any(e["payload"].get("action") == "stopped" for e in stops)
+
+
+def test_hard_gate_on_usage_reported_at_the_end_does_not_say_it_stopped_the_agent(
+    workspace: Workspace,
+) -> None:
+    """An agent that reports its usage only in its final result has finished when the hard
+    limit is seen: its output is not taken, and the reason does not claim it was stopped."""
+    scenario(workspace, {**ZERO, "phases": {"implement": {"usage": {"input": 100000}}}})
+    configure(
+        workspace,
+        {"scenario": "scenario.yaml"},
+        budgets={"implementation": {"estimate": 1000, "warning": 5000, "hard": 10000}},
+    )
+    ctx = workspace.ctx()
+    from storyflow.domain.budgets import Enforcement
+
+    (story,) = epic_with(ctx, 1, enforcement=Enforcement.HARD_GATE)
+    run_env = env(ctx)
+    for _ in range(3):
+        run_story(ctx, run_env, story)  # generate, elaborate, plan
+    outcome = run_story(ctx, run_env, story)
+    assert outcome.status == "blocked" and outcome.error_code == "BUDGET_HARD_LIMIT"
+    assert (outcome.message or "").endswith(
+        "; the agent had already finished: its output is not taken"
+    )
+    assert "was stopped" not in (ctx.story(story).blocked_reason or "")
 
 
 # ---- parallel reviewers -----------------------------------------------------------------------

@@ -138,8 +138,9 @@ class Monitor(Protocol):
 
     def tick(self) -> None: ...
 
-    def usage(self, so_far: Usage) -> None:
-        """Usage streamed so far by this agent (cumulative); may raise to stop it."""
+    def usage(self, so_far: Usage, *, final: bool = False) -> None:
+        """Usage streamed so far by this agent (cumulative); may raise to stop it. ``final``:
+        the agent has finished and this is all it used."""
         ...
 
     def tool(self, call: ToolCall) -> None:

@@ -181,7 +181,7 @@ class RunMonitor:
         if self._on_tool is not None:
             self._on_tool(call)
 
-    def usage(self, so_far: Usage) -> None:
+    def usage(self, so_far: Usage, *, final: bool = False) -> None:
         with self._lock:
             self._streams[threading.get_ident()] = so_far
         if self._enforcement is not Enforcement.HARD_GATE:
@@ -189,10 +189,15 @@ class RunMonitor:
         used = self._used_before + self.streamed.total
         if used >= self._hard:
             self.stopped_by_budget = self.streamed
+            what = (
+                "the agent had already finished: its output is not taken"
+                if final
+                else "the agent was stopped"
+            )
             raise AgentFailure(
                 "BUDGET_HARD_LIMIT",
                 f"hard_gate: the phase reached {used:,} tokens (hard limit {self._hard:,}); "
-                "the agent was stopped",
+                + what,
                 usage=so_far,
             )
 

@@ -267,7 +267,7 @@ class ApiAgent(PromptedAgent):
             raise
         if reply.error is not None:
             raise _failure(self.spec, reply.error, reply.usage) from reply.error
-        monitor.usage(reply.usage)
+        monitor.usage(reply.usage, final=True)
 
 
 # ---- the prompt and the reply ---------------------------------------------------------------

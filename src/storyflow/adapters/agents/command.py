@@ -133,7 +133,7 @@ class CommandAgent(PromptedAgent):
         # calls seen while it streamed carry their times; a JSON document printed at the
         # end (a list of messages) gives them only now
         tools = stream.tools.calls if stream.tools.count or parsed is None else parsed.tool_calls
-        monitor.usage(usage)
+        monitor.usage(usage, final=True)
         if proc.returncode != 0:
             raise AgentFailure(
                 "EXTERNAL_SERVICE_DOWN",

@@ -57,7 +57,7 @@ class ScriptedAgent:
             code, message = FAILURES[step.fail]
             raise AgentFailure(code, message)
         self._work(request, monitor, step, usage)
-        monitor.usage(usage)
+        monitor.usage(usage, final=True)
         model = request.model or self.default_model
         if request.reviewer is not None:
             verdict = step.reviewers.get(request.reviewer, "PASS").upper()
