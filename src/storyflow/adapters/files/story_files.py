@@ -71,10 +71,7 @@ class PendingWrites:
             staged = stage_atomic(target, text)
         except OSError as exc:  # e.g. a file where the story folder should be
             if cannot_write(exc):  # the folder, or the nearest one it would be made in
-                where = target.parent
-                while not os.path.lexists(where) and where.parent != where:
-                    where = where.parent
-                raise not_writable(where) from exc
+                raise not_writable(nearest_existing(target.parent)) from exc
             raise InvalidInput(
                 f"cannot write {target}: {exc.strerror or exc}",
                 hint="move what is in the way",
@@ -91,6 +88,14 @@ class PendingWrites:
         for temp, _ in self.staged:
             discard(temp)
         self.staged.clear()
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path``, or while it does not exist the nearest folder above it that does: where
+    a write that makes the missing folders must be allowed."""
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
 
 
 def not_writable(path: Path, *, shown: str | None = None) -> UsageError:
@@ -265,9 +270,7 @@ class StoryFiles(WorkspaceReader):
             return
         usable = os.W_OK | os.X_OK
         if not os.access(folder, usable):
-            where = folder
-            while not os.path.lexists(where) and where.parent != where:
-                where = where.parent
+            where = nearest_existing(folder)
             if where == folder or not os.access(where, usable):
                 raise UsageError(
                     f"storyflow cannot write in {where} (the story file locks)",
@@ -340,9 +343,7 @@ class StoryFiles(WorkspaceReader):
     def _check_writable(self, folder: Path) -> None:
         """Refuse a folder the projection must write in (or, while it does not exist, the
         nearest folder it would be made in) that this user cannot write."""
-        where = folder
-        while not os.path.lexists(where) and where.parent != where:
-            where = where.parent
+        where = nearest_existing(folder)
         if not os.access(where, os.W_OK | os.X_OK):
             raise not_writable(where, shown=self.rel(where))
 
