@@ -17,6 +17,7 @@ from storyflow.domain.statuses import NON_TERMINAL, TERMINAL, Status
 from storyflow.services import transitions
 from storyflow.services.agents import AgentPort, AgentRequest, AgentResult, Monitor
 from storyflow.services.context import Context
+from storyflow.services.run_context import RunEnv
 from storyflow.services.runs import run_phase, start, worker_name
 from storyflow.services.workers import Claimed, claim_next, run_pool, run_story, work_loop
 from tests.run_support import configure, env, epic_with, ledger_rows, runs_of, scenario
@@ -404,16 +405,12 @@ def test_the_review_loop_cap_blocks_the_story(workspace: Workspace) -> None:
 # ---- budgets during runs ----------------------------------------------------------------------
 
 
-def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
-    scenario(
-        workspace,
-        {
-            **ZERO,
-            "phases": {
-                "implement": {"delay": 5, "stream": True, "usage": {"input": 100000}},
-            },
-        },
-    )
+def _hard_gated_at_implement(
+    workspace: Workspace, implement: dict[str, Any]
+) -> tuple[Context, RunEnv, str]:
+    """A hard_gate story (implementation hard limit 10,000) run up to its implement phase,
+    whose scripted step is ``implement``."""
+    scenario(workspace, {**ZERO, "phases": {"implement": implement}})
     configure(
         workspace,
         {"scenario": "scenario.yaml"},
@@ -426,6 +423,13 @@ def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
     run_env = env(ctx)
     for _ in range(3):
         run_story(ctx, run_env, story)  # generate, elaborate, plan
+    return ctx, run_env, story
+
+
+def test_hard_gate_stops_a_running_agent(workspace: Workspace) -> None:
+    ctx, run_env, story = _hard_gated_at_implement(
+        workspace, {"delay": 5, "stream": True, "usage": {"input": 100000}}
+    )
     began = time.monotonic()
     outcome = run_story(ctx, run_env, story)
     assert time.monotonic() - began < 4  # stopped long before its 5 s of work
@@ -449,19 +453,7 @@ def test_hard_gate_on_usage_reported_at_the_end_does_not_say_it_stopped_the_agen
 ) -> None:
     """An agent that reports its usage only in its final result has finished when the hard
     limit is seen: its output is not taken, and the reason does not claim it was stopped."""
-    scenario(workspace, {**ZERO, "phases": {"implement": {"usage": {"input": 100000}}}})
-    configure(
-        workspace,
-        {"scenario": "scenario.yaml"},
-        budgets={"implementation": {"estimate": 1000, "warning": 5000, "hard": 10000}},
-    )
-    ctx = workspace.ctx()
-    from storyflow.domain.budgets import Enforcement
-
-    (story,) = epic_with(ctx, 1, enforcement=Enforcement.HARD_GATE)
-    run_env = env(ctx)
-    for _ in range(3):
-        run_story(ctx, run_env, story)  # generate, elaborate, plan
+    ctx, run_env, story = _hard_gated_at_implement(workspace, {"usage": {"input": 100000}})
     outcome = run_story(ctx, run_env, story)
     assert outcome.status == "blocked" and outcome.error_code == "BUDGET_HARD_LIMIT"
     assert (outcome.message or "").endswith(
