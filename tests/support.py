@@ -346,3 +346,17 @@ def new_story(ctx: Context, prefix: str = "FLOW", **kwargs: Any) -> str:
     return story_service.create_story(
         ctx, prefix, title=kwargs.pop("title", "A story"), **kwargs
     ).id
+
+
+def assert_story_list_agrees_with_show(ws: Workspace) -> list[dict[str, Any]]:
+    """`story list --json` (objects the database's triggers keep) against `story show
+    --json` (built from the story row in Python), story by story, through the CLI."""
+    listed = ws.cli("story", "list", "--json")
+    assert listed.code == 0, listed
+    stories: list[dict[str, Any]] = listed.json
+    for listed_story in stories:
+        shown = ws.cli("story", "show", listed_story["id"], "--json")
+        assert shown.code == 0, shown
+        assert listed_story == {key: shown.json[key] for key in listed_story}
+        assert set(shown.json) > set(listed_story)  # show adds to the object, changes nothing
+    return stories

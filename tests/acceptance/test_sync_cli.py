@@ -12,7 +12,7 @@ import yaml
 
 from storyflow.domain.statuses import Status
 from tests.acceptance._helpers import Flow, ok
-from tests.support import Workspace
+from tests.support import Workspace, assert_story_list_agrees_with_show
 from tests.sync_helpers import Clones, clones, other_database_url
 
 __all__ = ["clones", "other_database_url"]  # fixtures
@@ -77,6 +77,8 @@ def test_a_fresh_clone_rebuilds_board_history_and_budgets(
         mine_artifacts = [a for a in ok(workspace.cli(*listed)).json if a["kind"] != "story"]
         rebuilt = ok(fresh.cli(*listed)).json
         assert [_no_time(a) for a in rebuilt] == [_no_time(a) for a in mine_artifacts]
+    rebuilt_list = assert_story_list_agrees_with_show(fresh)  # rows and links copied in
+    assert [s["depends_on"] for s in rebuilt_list if s["id"] == "FLOW-002"] == [["FLOW-001"]]
     # Nothing more to do, and the human summary says so.
     again = fresh.run("sync")
     assert again.code == 0 and "nothing to do" in again.stdout

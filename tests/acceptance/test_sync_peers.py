@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Result, Workspace, storyflow_command
+from tests.support import Result, Workspace, assert_story_list_agrees_with_show, storyflow_command
 from tests.sync_helpers import Clones, clones, other_database_url
 
 __all__ = ["clones", "other_database_url"]  # fixtures
@@ -274,6 +274,7 @@ def test_diverged_logs_are_reported_and_prefer_files_rebuilds_that_story(
         "tokens: elaboration +15 (reported)"
     ], rebuilt
     assert _json(a, "budget", "show", "FLOW-001")["phases"]["elaboration"]["used"] == 25
+    assert_story_list_agrees_with_show(a)  # the rebuilt story's links were replaced
     # Alice redoes her change; it reaches Bob as any other.
     _as(a, "alice", *tokens, "10")
     _commit(a.root, "alice's tokens again")

@@ -25,7 +25,7 @@ from storyflow.adapters.db.migrate import (
     upgrade,
 )
 from storyflow.adapters.db.schema import metadata
-from tests.support import Workspace
+from tests.support import Workspace, assert_story_list_agrees_with_show
 
 # The workflow tables the plans name, under the names they give them.
 SEED_TABLES = {
@@ -229,3 +229,25 @@ def test_a_database_newer_than_storyflow_is_refused_as_a_subprocess(workspace: W
     assert refused.code == 2, refused
     assert "DATABASE_TOO_NEW" in refused.stderr
     assert refused.stdout == ""
+
+
+def test_upgrading_to_0004_fills_the_list_objects_of_the_stories_already_there(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A database of revision 0003 with stories: the next command upgrades it, and `story
+    list --json` (read from the column 0004 adds) shows every story as `story show` does."""
+    assert workspace.cli("epic", "new", "FLOW", "--title", "Flow").code == 0
+    for args in (
+        ("--title", "First", "--requires", "db-schema-002", "--breaking-change"),
+        ("--title", "Second", "--depends-on", "FLOW-001", "--priority", "P1"),
+    ):
+        assert workspace.cli("story", "new", "FLOW", *args).code == 0
+    url = workspace.database_url or f"sqlite:///{workspace.root / '.storyflow' / 'storyflow.db'}"
+    command.downgrade(_alembic(url), "0003")
+    assert _revision(url, tmp_path) == "0003"
+    listed = assert_story_list_agrees_with_show(workspace)
+    assert _revision(url, tmp_path) == HEAD_REVISION
+    assert [(s["id"], s["depends_on"], s["requires"]) for s in listed] == [
+        ("FLOW-001", [], ["db-schema-002"]),
+        ("FLOW-002", ["FLOW-001"], []),
+    ]

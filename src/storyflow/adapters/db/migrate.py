@@ -16,8 +16,8 @@ from storyflow.adapters.db.connection import (
 from storyflow.errors import UsageError
 
 # The newest revision this code knows; a test checks it equals Alembic's head.
-HEAD_REVISION = "0003"
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+HEAD_REVISION = "0004"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5709F10  # advisory lock serialising concurrent upgrades
 

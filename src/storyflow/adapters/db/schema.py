@@ -83,6 +83,8 @@ workflow_stories = Table(
     Column("updated_at", Text, nullable=False),
     Column("status_changed_at", Text, nullable=False),
     Column("version", Integer, nullable=False, server_default="1"),
+    # the row as ``story list --json`` prints it, written by triggers (migration 0004)
+    Column("list_json", Text),
     UniqueConstraint("epic", "number"),
     Index("ix_workflow_stories_status", "status"),
 )

@@ -84,55 +84,6 @@ def ledger_entry(r: Row) -> LedgerEntry:
     )
 
 
-def _story_json_sql(dialect: str) -> str:
-    """One story row (alias ``s``) as a JSON object in the shape of ``story_json``, built by
-    the database: same keys, same order, same values. Timestamps are stored with ``Z`` and
-    printed as ``datetime.isoformat()`` does (``+00:00``)."""
-    sqlite = dialect == "sqlite"
-
-    def flag(column: str) -> str:  # SQLite keeps booleans as 0/1
-        return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)" if sqlite else column
-
-    def ids(table: str, column: str) -> str:
-        if sqlite:  # the ordered subquery feeds the aggregate in its order
-            return (
-                f"(SELECT json_group_array({column}) FROM (SELECT {column} FROM {table}"
-                f" WHERE story_id = s.id ORDER BY {column}))"
-            )
-        return (
-            f"coalesce((SELECT json_agg({column} ORDER BY {column}) FROM {table}"
-            " WHERE story_id = s.id), '[]'::json)"
-        )
-
-    fields = {
-        "id": "s.id",
-        "epic": "s.epic",
-        "title": "s.title",
-        "status": "s.status",
-        "priority": "s.priority",
-        "phase": "s.phase",
-        "depends_on": ids("story_dependencies", "depends_on"),
-        "requires": ids("story_requirements", "requirement"),
-        "breaking_change": flag("s.breaking_change"),
-        "graph_integration": flag("s.graph_integration"),
-        "token_budget_multiplier": "s.token_budget_multiplier",
-        "enforcement": "s.enforcement",
-        "blocked_reason": "s.blocked_reason",
-        "blocked_from": "s.blocked_from",
-        "split_from": "s.split_from",
-        "superseded_by": "json(coalesce(nullif(s.superseded_by, ''), '[]'))"
-        if sqlite
-        else "coalesce(nullif(s.superseded_by, ''), '[]')::json",
-        "review_iterations": "s.review_iterations",
-        "qa_iterations": "s.qa_iterations",
-        "created_at": "replace(s.created_at, 'Z', '+00:00')",
-        "updated_at": "replace(s.updated_at, 'Z', '+00:00')",
-        "version": "s.version",
-    }
-    pairs = ", ".join(f"'{key}', {value}" for key, value in fields.items())
-    return f"json_object({pairs})" if sqlite else f"json_build_object({pairs})::text"
-
-
 def new_trace_id() -> str:
     return os.urandom(16).hex()
 
@@ -561,7 +512,6 @@ class Store:
         self._q_get_story = Q_GET_STORY.format(agg=agg)
         self._q_story_and_epic = Q_STORY_AND_EPIC.format(agg=agg)
         self._q_cas = Q_CAS_STORY if conn.dialect == "sqlite" else Q_CAS_STORY_PG
-        self._q_story_json = _story_json_sql(conn.dialect)
         self.created = created  # opening it created the schema: a new, empty database
         self._cas_cache: dict[tuple[str, ...], str] = {}
         # Every event row is also a trace line: committed events go to ``event_sink``.
@@ -751,9 +701,10 @@ class Store:
     def story_list_json(
         self, *, epic: str | None = None, statuses: Sequence[Status] | None = None
     ) -> str:
-        """The stories in the shape of ``story_json``, as one JSON array encoded by the
-        database (one object per row, in order): ``story list --json`` over thousands of
-        stories builds no Python object per value and runs no Python encoder."""
+        """The stories in the shape of ``story_json``, as one JSON array of the objects the
+        database keeps in ``list_json`` (its triggers write them as rows and links change;
+        migration 0004): ``story list --json`` over thousands of stories builds no Python
+        object per value and runs no encoder."""
         return "[" + ",".join(text for _, text in self.story_json_rows(epic, statuses)) + "]"
 
     def story_json_rows(
@@ -762,7 +713,7 @@ class Store:
         """(number, the object of ``story_list_json``) per matching story, in its order."""
         clause, params = _story_filter(epic, statuses, alias="s.")
         rows = self.conn.fetch_tuples(
-            f"SELECT s.number, {self._q_story_json} FROM workflow_stories s{clause}"
+            f"SELECT s.number, s.list_json FROM workflow_stories s{clause}"
             " ORDER BY s.epic, s.number",
             params,
         )
