@@ -376,3 +376,28 @@ def test_check_passes_a_clean_config_and_refuses_with_findings(tmp_path: Path) -
         "unknown model 'gpt-9'",
         "unknown role 'tester'",
     ]
+
+
+def test_an_override_is_matched_against_the_epics_and_stories_by_closeness() -> None:
+    """The hint's suggestion: the closest story of the same epic when that epic exists (an
+    epic without stories suggests none from another epic), else of any epic."""
+    from storyflow.domain.assignments import AssignmentLevel, Assignments, check_scopes
+
+    level = AssignmentLevel(default="gpt-4o")
+    overrides = Assignments(
+        epics={"FLOW": level, "FLWO": level},
+        stories={"FLOW-001": level, "FLOW-0001": level, "FLOX-001": level, "FLWO-002": level},
+    )
+    hints = {
+        f.key: f.hint
+        for f in check_scopes(overrides, epics={"FLOW", "FLOX"}, stories={"FLOW-001", "FLOW-002"})
+    }
+    assert hints == {
+        "assignments.epics.FLWO": "did you mean FLOW? storyflow epic list shows the epics",
+        "assignments.stories.FLOW-0001": "did you mean FLOW-001? "
+        "storyflow story list shows the stories",
+        "assignments.stories.FLOX-001": "storyflow story new FLOX creates the epic's next "
+        "story; use its ID",
+        "assignments.stories.FLWO-002": "did you mean FLOW-002? "
+        "storyflow story list shows the stories",
+    }

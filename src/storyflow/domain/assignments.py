@@ -15,6 +15,7 @@ refuse loudly and ``storyflow models check`` can list every problem at once.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -179,6 +180,64 @@ def check(
                 )
             )
     return findings
+
+
+def check_scopes(
+    assignments: Assignments, *, epics: Collection[str], stories: Collection[str]
+) -> list[Finding]:
+    """Every epic and story override must name an epic or story the workspace has: resolution
+    matches the key exactly, so a misspelt one (``FLWO``, ``FLOW-099``) never applies. The
+    hint names the closest existing one, else how to create it."""
+    findings: list[Finding] = []
+    for prefix in assignments.epics:
+        if prefix not in epics:
+            close = _closest(prefix, epics)
+            findings.append(
+                Finding(
+                    key=f"assignments.epics.{prefix}",
+                    problem=f"unknown epic {prefix!r}",
+                    hint=f"did you mean {close}? storyflow epic list shows the epics"
+                    if close
+                    else f"storyflow epic new {prefix} creates it; storyflow epic list shows "
+                    "the epics",
+                )
+            )
+    for story in assignments.stories:
+        if story not in stories:
+            findings.append(
+                Finding(
+                    key=f"assignments.stories.{story}",
+                    problem=f"unknown story {story!r}",
+                    hint=_story_hint(story, epics, stories),
+                )
+            )
+    return findings
+
+
+def _closest(word: str, candidates: Collection[str]) -> str | None:
+    """difflib's closest match; among equally close ones, the one with the same letters (a
+    transposition: FLWO for FLOW, not FLOX), then the first in order."""
+    close = difflib.get_close_matches(word, candidates, n=5)
+    letters = sorted(word)
+
+    def rank(candidate: str) -> tuple[float, bool, str]:
+        ratio = difflib.SequenceMatcher(None, word, candidate).ratio()
+        return (-ratio, sorted(candidate) != letters, candidate)
+
+    return min(close, key=rank) if close else None
+
+
+def _story_hint(story: str, epics: Collection[str], stories: Collection[str]) -> str:
+    """The closest story of its epic (of any epic when the epic does not exist), else the
+    commands that would make one: a story's number is given out by ``story new``."""
+    prefix = story.rsplit("-", 1)[0]
+    candidates = [s for s in stories if s.startswith(f"{prefix}-")] if prefix in epics else stories
+    close = _closest(story, candidates)
+    if close:
+        return f"did you mean {close}? storyflow story list shows the stories"
+    if prefix in epics:
+        return f"storyflow story new {prefix} creates the epic's next story; use its ID"
+    return f"no epic {prefix}: storyflow epic new {prefix}, then storyflow story new {prefix}"
 
 
 # ---- parsing (the loader hands in what safe YAML gave it) ---------------------------------
