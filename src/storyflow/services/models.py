@@ -2,18 +2,24 @@
 
 The rules (precedence, validation) are data in ``domain/assignments.py``; the config loader
 parses and checks them. This module answers the run engine's question, ``resolve_model``,
-and builds what ``storyflow models show|check`` print.
+and builds what ``storyflow models show|check`` print. Those two also hold the epic and
+story overrides against the epics and stories the database has (``workspace_scopes``): the
+run engine does not, as an override for a missing story simply never applies.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storyflow.config import Config
 from storyflow.domain import assignments as rules
 from storyflow.domain.model import Epic, Story, parse_story_id
 from storyflow.errors import InvalidInput, RuleViolation
+
+if TYPE_CHECKING:
+    from storyflow.services.context import Context
 
 
 def _name(value: Epic | Story | Enum | str | None) -> str | None:
@@ -145,21 +151,78 @@ def effective(
     return rows
 
 
-def show(config: Config, *, epic: str | None = None, story: str | None = None) -> dict[str, Any]:
-    """The catalogue, the configured assignments and the effective table."""
+# ---- the overrides against the workspace ---------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scopes:
+    """The epic prefixes and story IDs the workspace's database has."""
+
+    epics: frozenset[str]
+    stories: frozenset[str]
+
+
+NOT_CHECKED = (
+    "assignments.epics and assignments.stories were not checked against the workspace: {reason}"
+)
+
+
+def has_overrides(config: Config) -> bool:
+    """Whether any assignment names an epic or a story (only then is the database read)."""
+    return bool(config.assignments.epics or config.assignments.stories)
+
+
+def workspace_scopes(ctx: Context) -> Scopes | None:
+    """The epics and stories to hold the overrides against, or None (and a warning) when the
+    database has no epic yet: a fresh clone before ``storyflow sync``, where every override
+    would be reported missing although its story files are there."""
+    with ctx.store.transaction(write=False):
+        epics = frozenset(epic.prefix for epic in ctx.store.list_epics())
+        stories = frozenset(ctx.store.story_status_map()) if epics else frozenset()
+    if not epics:
+        ctx.warn(
+            NOT_CHECKED.format(
+                reason="the database has no epic yet (storyflow sync fills it from the story "
+                "files; storyflow epic new creates one)"
+            )
+        )
+        return None
+    return Scopes(epics=epics, stories=stories)
+
+
+def _findings(config: Config, scopes: Scopes | None) -> list[dict[str, str]]:
+    found = list(config.assignment_findings)
+    if scopes is not None:
+        found += rules.check_scopes(config.assignments, epics=scopes.epics, stories=scopes.stories)
+    return [f.to_json() for f in found]
+
+
+def show(
+    config: Config,
+    *,
+    epic: str | None = None,
+    story: str | None = None,
+    scopes: Scopes | None = None,
+) -> dict[str, Any]:
+    """The catalogue, the configured assignments and the effective table; the findings of
+    ``check`` (overrides held against ``scopes`` when given)."""
     return {
         "catalogue": catalogue(config),
         "assignments": [{"key": e.key, "model": e.model} for e in config.assignments.entries()],
         "effective": effective(config, epic=epic, story=story),
-        "findings": [f.to_json() for f in config.assignment_findings],
+        "findings": _findings(config, scopes),
     }
 
 
-def check(config: Config) -> dict[str, Any]:
-    """Refuse (exit 3) when an assignment names an unknown model, phase, role or agent.
-    ``config`` must be loaded with ``strict_assignments=False`` so every problem is listed."""
-    findings = [f.to_json() for f in config.assignment_findings]
+def check(config: Config, scopes: Scopes | None = None) -> dict[str, Any]:
+    """Refuse (exit 3) when an assignment names an unknown model, phase, role or agent, or
+    (given ``scopes``) an epic or story the workspace does not have. ``config`` must be
+    loaded with ``strict_assignments=False`` so every problem is listed.
+    ``overrides_checked`` is false when there are overrides but no ``scopes`` to hold them
+    against (the database could not be opened, or has no epic yet)."""
+    findings = _findings(config, scopes)
     checked = sum(1 for _ in config.assignments.entries())
+    overrides_checked = scopes is not None or not has_overrides(config)
     if findings:
         first = findings[0]
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
@@ -167,6 +230,16 @@ def check(config: Config) -> dict[str, Any]:
             f"{first['key']}: {first['problem']}{more}",
             code="MODEL_ASSIGNMENT_INVALID",
             hint=first["hint"],
-            details={"findings": findings, "assignments": checked},
+            details={
+                "findings": findings,
+                "assignments": checked,
+                "overrides_checked": overrides_checked,
+            },
         )
-    return {"ok": True, "assignments": checked, "models": len(config.models), "findings": []}
+    return {
+        "ok": True,
+        "assignments": checked,
+        "models": len(config.models),
+        "overrides_checked": overrides_checked,
+        "findings": [],
+    }

@@ -1,17 +1,22 @@
 """storyflow models show, models check: the model catalogue and its assignments.
 
-Both read storyflow.yaml (and models.yaml beside it); only ``models show --epic|--story``
-opens the database, to refuse an epic or story that does not exist.
+Both read storyflow.yaml (and models.yaml beside it). They open the database only when
+they need it: ``models show --epic|--story`` to refuse an epic or story that does not exist,
+and both when an assignment names an epic or story, to say when that one does not exist.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from storyflow.config import Config
 from storyflow.entrypoints.cli.common import echo, emit_json, json_option, option, table
+
+if TYPE_CHECKING:
+    from storyflow.services.models import Scopes
 
 
 def _config() -> Config:
@@ -29,21 +34,44 @@ def _config() -> Config:
     )
 
 
-def _require(config: Config, epic: str | None, story: str | None) -> None:
-    """Refuse an unknown epic or story (exit 6) as every other command does."""
-    from storyflow.bootstrap import open_context
+def _warn(message: str) -> None:
+    click.echo(f"storyflow: warning: {message}", err=True)
 
-    # the lenient config: an assignment problem is shown as a finding, not refused here
-    ctx = open_context(config)
+
+def _workspace(config: Config, epic: str | None = None, story: str | None = None) -> Scopes | None:
+    """Open the database when the command needs it: refuse an unknown ``epic`` or ``story``
+    (exit 6) as every other command does, and read the epics and stories the overrides are
+    held against. A database that cannot be opened or read only leaves the overrides
+    unchecked (a warning), unless ``epic`` or ``story`` needs it."""
+    from storyflow.bootstrap import open_context
+    from storyflow.errors import StoryflowError
+    from storyflow.services.models import NOT_CHECKED, has_overrides, workspace_scopes
+
+    required = epic is not None or story is not None
+    if not required and not has_overrides(config):
+        return None
     try:
-        if story is not None:
-            ctx.story(story)
-        if epic is not None:
-            ctx.epic(epic)
-    finally:
-        ctx.store.close()
-        for warning in ctx.warnings:
-            click.echo(f"storyflow: warning: {warning}", err=True)
+        # the lenient config: an assignment problem is shown as a finding, not refused here
+        ctx = open_context(config)
+        try:
+            if story is not None:
+                ctx.story(story)
+            if epic is not None:
+                ctx.epic(epic)
+            return workspace_scopes(ctx) if has_overrides(config) else None
+        finally:
+            ctx.store.close()
+            for warning in ctx.warnings:
+                _warn(warning)
+    except StoryflowError as error:
+        if required:
+            raise
+        _warn(
+            NOT_CHECKED.format(
+                reason=f"the database cannot be opened ({error.code}): {error.message}"
+            )
+        )
+        return None
 
 
 @click.group()
@@ -72,9 +100,7 @@ def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
         parse_story_id(story)
         story = story.strip()
     config = _config()
-    if epic is not None or story is not None:
-        _require(config, epic, story)
-    data = show(config, epic=epic, story=story)
+    data = show(config, epic=epic, story=story, scopes=_workspace(config, epic, story))
     if as_json:
         emit_json(data)
         return
@@ -121,12 +147,15 @@ def models_show(epic: str | None, story: str | None, as_json: bool) -> None:
 @json_option
 def models_check(as_json: bool) -> None:
     """Exit 3, listing every finding, when an assignment names an unknown model, phase,
-    role or agent; exit 0 otherwise."""
+    role, agent, or an epic or story the database does not have (its hint names the
+    closest one); exit 0 otherwise. Without a database to read (it cannot be opened, or
+    has no epic yet) the epic and story overrides are not checked: a warning says so."""
     from storyflow.errors import StoryflowError
     from storyflow.services.models import check
 
+    config = _config()
     try:
-        data = check(_config())
+        data = check(config, _workspace(config))
     except StoryflowError as error:
         if not as_json and error.code == "MODEL_ASSIGNMENT_INVALID":  # else: no findings
             findings = error.details.get("findings", [])
