@@ -224,7 +224,8 @@ def budgets_page() -> str:
         + ". With no assignment the agent uses its own default model (an API agent has "
         "none: its run fails with `AGENT_SPAWN_FAILED`). "
         "`storyflow models show` prints the effective table, `storyflow models check` every "
-        "problem.\n\n"
+        "problem, an epic or story override naming an epic or story the database does not "
+        "have included (it would never apply).\n\n"
         + table(
             ["phase", "role (assign with roles:)"],
             [[code(phase), code(role)] for phase, role in phase_roles().items()],
