@@ -17,6 +17,7 @@ from storyflow.domain.budgets import (
     BudgetState,
     Enforcement,
     PhaseBudget,
+    crossing,
     evaluate,
     parse_enforcement,
     parse_phase,
@@ -255,6 +256,29 @@ def test_advisory_never_acts() -> None:
             phase=BudgetPhase.IMPLEMENTATION, level=Enforcement.ADVISORY, used=used, limits=LIMITS
         )
         assert decision.action is BudgetAction.NONE
+
+
+@pytest.mark.parametrize("level", list(Enforcement), ids=str)
+def test_a_crossing_is_the_first_entry_at_or_past_a_limit(level: Enforcement) -> None:
+    def crossed(before: int, after: int) -> str | None:
+        decision = crossing(
+            phase=BudgetPhase.ELABORATION, level=level, limits=LIMITS, before=before, after=after
+        )
+        return None if decision is None else decision.state.value
+
+    cases = {
+        (0, 99): None,
+        (0, 100): "warning",  # at the limit is past it, as evaluate() says
+        (99, 150): "warning",
+        (100, 150): None,  # already past: not crossed again
+        (150, 200): "over",
+        (0, 10_000): "over",  # both at once: the hard one
+        (200, 10_000): None,
+        (150, 150): None,
+    }
+    for (before, after), state in cases.items():
+        expected = None if level is Enforcement.ADVISORY else state  # advisory records only
+        assert crossed(before, after) == expected, (level, before, after)
 
 
 def test_budget_percentages() -> None:

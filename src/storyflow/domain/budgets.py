@@ -180,6 +180,24 @@ def evaluate(
     )
 
 
+# How far past its limits a phase is: a crossing goes up this order, never down (the ledger
+# only grows).
+_REACHED = {BudgetState.OK: 0, BudgetState.WARNING: 1, BudgetState.OVER: 2}
+
+
+def crossing(
+    *, phase: BudgetPhase, level: Enforcement, limits: PhaseBudget, before: int, after: int
+) -> BudgetDecision | None:
+    """The decision at ``after`` tokens when going from ``before`` to ``after`` crossed a
+    limit the level acts on (the hard one, when both were crossed at once); None when no
+    limit was crossed, or under advisory, which records only."""
+    was = evaluate(phase=phase, level=level, used=before, limits=limits)
+    now = evaluate(phase=phase, level=level, used=after, limits=limits)
+    if now.action is BudgetAction.NONE or _REACHED[now.state] <= _REACHED[was.state]:
+        return None
+    return now
+
+
 def resolve_budgets(
     overrides: Mapping[BudgetPhase, PhaseBudget] | None = None,
 ) -> dict[BudgetPhase, PhaseBudget]:
