@@ -11,6 +11,7 @@ from storyflow.config import DEFAULT_MODELS
 from storyflow.entrypoints.cli.live import LiveBoard, render_report, use_live_board
 from storyflow.services.agents import ToolCall, Usage
 from storyflow.services.run_report import (
+    BudgetEvent,
     Overrun,
     PhaseEvent,
     RunRecord,
@@ -111,6 +112,45 @@ def test_the_board_shows_the_tool_each_running_agent_called_last() -> None:
     assert rows["FLOW-001"].rstrip().endswith("Bash pytest") and "Grep" not in rows["FLOW-001"]
     assert rows["FLOW-002"].rstrip().endswith("lint: Bash ruff")
     assert "FLOW-009" not in rows
+
+
+def _crossed(story: str, phase: str, **kw: object) -> BudgetEvent:
+    base: dict[str, object] = {
+        "story_id": story,
+        "epic": "FLOW",
+        "phase": phase,
+        "budget_phase": "implementation",
+        "run_id": f"{story}-{phase}",
+        "attempt": 1,
+        "worker": "w0",
+        "enforcement": "warning",
+        "used": 2500,
+        "warning_limit": 2000,
+        "hard_limit": 5000,
+        "state": "warning",
+        "action": "warn",
+    }
+    base.update(kw)
+    return BudgetEvent(**base)  # type: ignore[arg-type]
+
+
+def test_the_board_shows_the_budget_limits_phases_crossed() -> None:
+    clock = Clock()
+    console = Console(file=io.StringIO(), width=240, force_terminal=False, color_system=None)
+    board = LiveBoard(title="run", counts={"pending": 2}, console=console, clock=clock)
+    board.on_budget(_crossed("FLOW-001", "plan", enforcement="soft_gate"))
+    clock.now += 30
+    board.on_budget(_crossed("FLOW-002", "implement", used=11000, state="over"))
+    console.print(board.render())
+    text = _text(console)
+    assert "budget limits crossed (2):" in text
+    lines = [line.strip() for line in text.splitlines() if " ago " in line]
+    assert lines == [
+        "30.0s ago  FLOW-001 plan: implementation budget at 2,500 tokens, 125% of its warning "
+        "limit of 2,000 (enforcement soft_gate: the story pauses at its hard limit of 5,000)",
+        "0ms ago  FLOW-002 implement: implementation budget at 11,000 tokens, 220% of its hard "
+        "limit of 5,000 (enforcement warning: the run goes on)",
+    ]
 
 
 def test_the_board_starts_and_stops_a_live_display() -> None:

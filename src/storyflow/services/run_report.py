@@ -1,8 +1,10 @@
 """What a run reports while it works (``RunObserver``) and when it ends (``RunSummary``).
 
-The engine calls the observer once per phase start and end, per error and per story that
-reaches a resting status; calls are serialised, never concurrent. ``PrintObserver`` prints
-one line per phase; a live board (Rich) plugs in through the same protocol. The summary is
+The engine calls the observer once per phase start and end, per error, per story that
+reaches a resting status, and per budget limit a phase run's tokens cross (as their ledger
+entries commit); calls are serialised, never concurrent. ``PrintObserver`` prints one line
+per phase and a warning per crossing; a live board (Rich) plugs in through the same
+protocol. The summary is
 built from the database (runs, ledger, stories), so it is the record, not a tally kept on
 the side; ``render_text`` prints it as the plain-text report.
 """
@@ -39,6 +41,57 @@ class PhaseEvent:
     message: str | None = None
 
 
+# What each level does once a phase is past a limit: said with the crossing, so a person
+# reading the log knows whether the run goes on.
+_AT_WARNING = {
+    "warning": "the run goes on",
+    "soft_gate": "the story pauses at its hard limit of {hard:,}",
+    "hard_gate": "the phase is stopped at its hard limit of {hard:,}",
+}
+_AT_HARD = {
+    "warning": "the run goes on",
+    "soft_gate": "the story pauses until story move --confirm-budget confirms the overrun",
+    "hard_gate": "the phase fails",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetEvent:
+    """A phase run's ledger entries took its budget phase across a limit its enforcement
+    level acts on: the warning limit (state ``warning``) or the hard one (``over``)."""
+
+    story_id: str
+    epic: str
+    phase: str  # the run's phase (plan)
+    budget_phase: str  # the budget it spends (implementation)
+    run_id: str | None
+    attempt: int
+    worker: str
+    enforcement: str  # warning | soft_gate | hard_gate (advisory records only)
+    used: int  # the budget phase's tokens, this run's entries included
+    warning_limit: int
+    hard_limit: int
+    state: str  # warning | over: the limit crossed
+    action: str  # warn | confirm | refuse
+
+    @property
+    def limit(self) -> int:
+        return self.hard_limit if self.state == "over" else self.warning_limit
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.limit if self.limit else 0.0
+
+    def describe(self) -> str:
+        which = "hard" if self.state == "over" else "warning"
+        then = (_AT_HARD if self.state == "over" else _AT_WARNING).get(self.enforcement, "")
+        return (
+            f"{self.story_id} {self.phase}: {self.budget_phase} budget at {self.used:,} tokens, "
+            f"{self.percent:.0f}% of its {which} limit of {self.limit:,} "
+            f"(enforcement {self.enforcement}: {then.format(hard=self.hard_limit)})"
+        )
+
+
 class RunObserver(Protocol):
     def on_phase_start(self, event: PhaseEvent) -> None: ...
 
@@ -50,6 +103,11 @@ class RunObserver(Protocol):
 
     def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
         """A running phase's agent called a tool (as it works: the live board shows it)."""
+        ...
+
+    def on_budget(self, event: BudgetEvent) -> None:
+        """A phase run's committed tokens crossed a budget limit (once per crossing; a
+        hard_gate stop is reported by ``on_error`` instead). ``NullObserver`` ignores it."""
         ...
 
 
@@ -69,9 +127,12 @@ class NullObserver:
     def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
         pass
 
+    def on_budget(self, event: BudgetEvent) -> None:
+        pass
+
 
 class PrintObserver:
-    """One line per phase end, error and resting story, through ``write``."""
+    """One line per phase end, error, resting story and budget crossing, through ``write``."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self.write = write
@@ -100,6 +161,9 @@ class PrintObserver:
     def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
         pass  # a line per phase: the tools are in the trace
 
+    def on_budget(self, event: BudgetEvent) -> None:
+        self.write(f"storyflow: warning: {event.describe()}")
+
 
 class SerialObserver:
     """Serialises calls from worker threads to one observer."""
@@ -127,6 +191,10 @@ class SerialObserver:
     def on_tool_call(self, story_id: str, run_id: str, call: ToolCall) -> None:
         with self._lock:
             self.inner.on_tool_call(story_id, run_id, call)
+
+    def on_budget(self, event: BudgetEvent) -> None:
+        with self._lock:
+            self.inner.on_budget(event)
 
 
 # ---- the summary ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The live board of `storyflow run` (a Rich Live display on stderr) and the final report.
 
 ``LiveBoard`` is a ``RunObserver``: the engine calls it (serialised) as phases start and
-end, errors happen and stories come to rest; a Rich ``Live`` redraws it four times a second
-from its own thread, so every read and write of the board's state holds one lock. Rich is
-imported here only: the read-only commands never load it.
+end, errors happen, stories come to rest and phases cross their budget limits; a Rich
+``Live`` redraws it four times a second from its own thread, so every read and write of the
+board's state holds one lock. Rich is imported here only: the read-only commands never load
+it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from storyflow.config import ModelPrice
     from storyflow.services.agents import ToolCall
-    from storyflow.services.run_report import PhaseEvent, RunSummary
+    from storyflow.services.run_report import BudgetEvent, PhaseEvent, RunSummary
 
 RESTING = frozenset({*(s.value for s in TERMINAL), Status.BLOCKED.value})
 STATUS_STYLE = {"completed": "green", "blocked": "red", "cancelled": "dim", "superseded": "dim"}
@@ -47,7 +48,8 @@ class _Running:
 
 class LiveBoard:
     """Counts per status, running phases with their elapsed time, tokens and cost so far,
-    recent errors. Use as a context manager around the run; it is the run's observer."""
+    recent errors and budget crossings. Use as a context manager around the run; it is the
+    run's observer."""
 
     def __init__(
         self,
@@ -68,6 +70,8 @@ class LiveBoard:
         self.running: dict[tuple[str, str], _Running] = {}
         self.errors: deque[tuple[float, PhaseEvent]] = deque(maxlen=errors_shown)
         self.error_count = 0
+        self.budgets: deque[tuple[float, BudgetEvent]] = deque(maxlen=errors_shown)
+        self.budget_count = 0
         self.finished = 0
         self.failed = 0
         self.tokens = 0
@@ -113,6 +117,11 @@ class LiveBoard:
             if running is not None:
                 who = f"{call.reviewer}: " if call.reviewer else ""
                 running.doing = f"{who}{call.name} {call.detail}".strip()
+
+    def on_budget(self, event: BudgetEvent) -> None:
+        with self._lock:
+            self.budgets.append((self.clock(), event))
+            self.budget_count += 1
 
     def _cost(self, event: PhaseEvent) -> float:
         if event.cost_usd is not None:
@@ -160,6 +169,7 @@ class LiveBoard:
                 self._statuses(),
                 self._running_table(),
                 self._totals(),
+                *self._recent_budgets(),
                 *self._recent_errors(),
             )
 
@@ -217,6 +227,17 @@ class LiveBoard:
             mean = seconds_text(sum(durations) / len(durations) / 1000)
             text.append(f" · mean phase {mean} · most time in {slowest}", style="dim")
         return text
+
+    def _recent_budgets(self) -> list[RenderableType]:
+        if not self.budgets:
+            return []
+        title = f"budget limits crossed ({self.budget_count}):"
+        lines: list[RenderableType] = [Text(title, style="yellow")]
+        now = self.clock()
+        for at, e in self.budgets:
+            style = "red" if e.state == "over" else "yellow"
+            lines.append(Text(f"  {seconds_text(now - at)} ago  {e.describe()}", style=style))
+        return lines
 
     def _recent_errors(self) -> list[RenderableType]:
         if not self.errors:
