@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
-from storyflow.domain.budgets import BudgetAction, evaluate
+from storyflow.domain.budgets import BudgetAction, BudgetDecision, crossing, evaluate
 from storyflow.domain.phases import DONE, PhaseName
 from storyflow.domain.statuses import TERMINAL, Status
 from storyflow.services import artifacts as artifact_service
@@ -23,7 +23,15 @@ from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv, composed, traced
 from storyflow.services.run_failures import failure_plan
 from storyflow.services.run_plan import Action
-from storyflow.services.run_types import PhaseOutcome, Started, Work, event, lost, phase_event
+from storyflow.services.run_types import (
+    PhaseOutcome,
+    Started,
+    Work,
+    budget_event,
+    event,
+    lost,
+    phase_event,
+)
 
 if TYPE_CHECKING:
     from storyflow.domain.model import Story
@@ -110,7 +118,7 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
                 verdict = result["verdict"]
         if s.action is Action.REUSE:
             verdict = _fresh_verdict(nctx, s)
-        _log_tokens(nctx, s, work)
+        crossed = _log_tokens(nctx, s, work)
         _agent_events(nctx, s, work)
         if not paused and s.take_edge:
             awaiting = _awaiting_approval(nctx, s, verdict)
@@ -183,6 +191,8 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
             now=now,
         ):
             raise lost(s.story.id)
+    if crossed is not None:  # committed: said before the phase's line, as its cause
+        env.observer.on_budget(budget_event(s, env, crossed))
     ended = phase_event(
         s,
         env,
@@ -241,13 +251,17 @@ def _fresh_verdict(ctx: Context, s: Started) -> str | None:
     return None
 
 
-def _log_tokens(ctx: Context, s: Started, work: Work) -> None:
+def _log_tokens(ctx: Context, s: Started, work: Work) -> BudgetDecision | None:
+    """Log the run's tokens, one ledger entry per model; the decision at the phase's new
+    total when those entries crossed a budget limit its level acts on (one for all the
+    entries: a run that crosses both limits at once crossed the hard one)."""
     reviewers = ", ".join(sorted(work.reviewers)) if work.reviewers else None
+    totals: list[int] = []  # the budget phase's total before the first entry, then after each
     for model, usage in work.usage.items():
         if not usage.total:
             continue
         known = model if model in ctx.config.models else None
-        token_service.log_tokens(
+        logged = token_service.log_tokens(
             ctx,
             s.story.id,
             s.phase.budget_phase.value,
@@ -262,6 +276,18 @@ def _log_tokens(ctx: Context, s: Started, work: Work) -> None:
             note=f"{s.phase.name.value} attempt {s.attempt}"
             + (f" (reviewers: {reviewers})" if reviewers else ""),
         )
+        if not totals:
+            totals.append(logged["phase_used"] - logged["tokens"])
+        totals.append(logged["phase_used"])
+    if not totals:
+        return None
+    return crossing(
+        phase=s.budget.phase,
+        level=s.budget.level,
+        limits=s.budget.limits,
+        before=totals[0],
+        after=totals[-1],
+    )
 
 
 def _agent_events(ctx: Context, s: Started, work: Work) -> None:
@@ -354,9 +380,7 @@ def fail(ctx: Context, env: RunEnv, s: Started, failure: AgentFailure) -> PhaseO
         plan = failure_plan(
             env.settings, failure.code, failure.message, attempt=s.attempt, recent=recent
         )
-        if usage.total:
-            work = Work(usage={s.model: usage})
-            _log_tokens(nctx, s, work)
+        crossed = _log_tokens(nctx, s, Work(usage={s.model: usage})) if usage.total else None
         _tool_call_events(nctx, s, failure.tool_calls, parent=s.span_id, ended_at=now)
         event(
             nctx,
@@ -409,6 +433,9 @@ def fail(ctx: Context, env: RunEnv, s: Started, failure: AgentFailure) -> PhaseO
     outcome = failed_outcome(
         s, failure, "blocked" if plan.block_reason else plan.status, plan.retry_in
     )
+    if crossed is not None and failure.code != "BUDGET_HARD_LIMIT":
+        # a hard_gate stop is the crossing: its error line below says so, with the figures
+        env.observer.on_budget(budget_event(s, env, crossed))
     env.observer.on_error(
         phase_event(
             s,

@@ -19,7 +19,7 @@ from storyflow.services.agents import ToolCall, Usage
 from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv
 from storyflow.services.run_plan import Action
-from storyflow.services.run_report import PhaseEvent
+from storyflow.services.run_report import BudgetEvent, PhaseEvent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,4 +148,22 @@ def phase_event(s: Started, env: RunEnv, *, status: str, **extra: Any) -> PhaseE
         source=s.source.value,
         duration_ms=int((time.monotonic() - s.started) * 1000),
         **extra,
+    )
+
+
+def budget_event(s: Started, env: RunEnv, decision: BudgetDecision) -> BudgetEvent:
+    return BudgetEvent(
+        story_id=s.story.id,
+        epic=s.epic.prefix,
+        phase=s.phase.name.value,
+        budget_phase=decision.phase.value,
+        run_id=s.run_id,
+        attempt=s.attempt,
+        worker=env.worker,
+        enforcement=decision.level.value,
+        used=decision.used,
+        warning_limit=decision.limits.warning,
+        hard_limit=decision.limits.hard,
+        state=decision.state.value,
+        action=decision.action.value,
     )
