@@ -33,7 +33,8 @@ def _config() -> Config:
 
 
 def _observer(as_json: bool) -> RunObserver:
-    """One line per phase on stderr (the live board plugs in here)."""
+    """One line per phase, and a warning per budget limit crossed, on stderr (the live board
+    plugs in here)."""
     from storyflow.services.run_report import PrintObserver, SerialObserver
 
     return SerialObserver(PrintObserver(lambda line: click.echo(line, err=True)))
@@ -148,7 +149,8 @@ def run(
     """Run STORY_ID's next phase with its agent, or every workable story of --epic.
 
     A second run of a leased story exits 5 (STORY_LOCKED) unless --wait. With --epic the
-    workers go on until nothing is left to do, then print the report.
+    workers go on until nothing is left to do, then print the report. A phase whose tokens
+    cross its budget's warning or hard limit says so on stderr as they are committed.
     """
     from storyflow.errors import UsageError
 
@@ -254,7 +256,8 @@ def _pool(
 def worker(
     concurrency: int | None, epic: str | None, until_idle: bool, actor: str | None, as_json: bool
 ) -> None:
-    """Claim the next actionable story, run its phase, repeat (one line per phase).
+    """Claim the next actionable story, run its phase, repeat (one line per phase, and one
+    per budget limit a phase crosses).
 
     Runs until SIGINT/SIGTERM (the first lets running phases finish, the second interrupts
     them) or, with --until-idle, until there is nothing left to do; then prints the report.
