@@ -186,3 +186,23 @@ def test_a_phase_jumping_both_limits_at_once_is_one_line(workspace: Workspace) -
     result = workspace.run("run", "--epic", "FLOW")
     assert result.code == 0, result
     assert _warnings(result) == [_crossed(story, "implement", 10000, "hard", GOES_ON, "warning")]
+
+
+def test_a_failed_attempt_that_crossed_says_so_and_its_retry_does_not(
+    workspace: Workspace,
+) -> None:
+    # the plan's first attempt spends 2,100 tokens and writes a plan that does not validate;
+    # its retry and the implement phase (the default 1,300 each) take it to 4,700
+    rule = {"phase": "plan", "attempt": 1, "fail": "malformed", **_usage(2100)}
+    scenario(workspace, {"rules": [rule]})
+    configure(workspace, {"scenario": "scenario.yaml"}, budgets=LIMITS)
+    (story,) = epic_with(workspace.ctx(), 1, enforcement=Enforcement.WARNING)
+    result = workspace.run("run", "--epic", "FLOW")
+    assert result.code == 0, result
+    lines = _lines(result, story)
+    expected = _crossed(story, "plan", 2100, "warning", GOES_ON, "warning")
+    assert _warnings(result) == [expected]
+    failed = [i for i, line in enumerate(lines) if "attempt 1 failed: MALFORMED_OUTPUT" in line]
+    # said with the failed attempt that spent the tokens, before its failure line
+    assert len(failed) == 1 and lines.index(expected) == failed[0] - 1, lines
+    assert any(line.startswith(f"{story} plan      succeeded") for line in lines), lines
