@@ -222,3 +222,36 @@ def test_the_pre_commit_framework_hook_definition() -> None:
     assert hook["pass_filenames"] is True
     assert re.search(hook["files"], "plans/flow/backlog/FLOW-001/story.yaml")
     assert not re.search(hook["files"], "src/app.py")
+
+
+def test_check_says_when_the_hook_was_written_by_an_earlier_storyflow(repo: Repo) -> None:
+    """A hook from before `check --staged` checked the work tree: check says so (a note,
+    not a finding) until `hooks install` rewrites it; a hook storyflow did not write, or
+    none, is not its concern."""
+
+    def hook_state() -> str:
+        checked = repo.storyflow("check", "--json")
+        assert checked.code == 0, checked
+        state: str = checked.json["summary"]["hook"]
+        return state
+
+    assert hook_state() == "none"
+    assert repo.storyflow("hooks", "install").code == 0
+    assert hook_state() == "installed"
+    text = repo.hook.read_text(encoding="utf-8")
+    repo.hook.write_text(  # another interpreter: still this storyflow's hook
+        re.sub(r"(?m)^python=.*$", "python=/opt/other/bin/python3", text), encoding="utf-8"
+    )
+    assert hook_state() == "installed"
+    repo.hook.write_text(text.replace(" check --staged --", " check --"), encoding="utf-8")
+    assert hook_state() == "outdated"
+    human = repo.storyflow("check")
+    assert human.code == 0, human
+    assert "note: the pre-commit hook was written by an earlier storyflow" in human.stdout
+    assert "storyflow hooks install updates it" in human.stdout
+    updated = repo.storyflow("hooks", "install", "--json")
+    assert updated.code == 0 and updated.json["status"] == "updated", updated
+    assert hook_state() == "installed"
+    assert "earlier storyflow" not in repo.storyflow("check").stdout
+    repo.hook.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")  # not storyflow's
+    assert hook_state() == "none"

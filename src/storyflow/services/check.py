@@ -70,6 +70,7 @@ class CheckReport:
     paths: list[str] | None = None
     ignored: list[str] = field(default_factory=list)
     in_run: list[str] = field(default_factory=list)  # stories a run holds: not counted
+    hook: str = "none"  # the pre-commit hook: installed | outdated | none (services/hooks.py)
 
     @property
     def clean(self) -> bool:
@@ -91,6 +92,7 @@ class CheckReport:
                 "paths": self.paths,
                 "ignored": self.ignored,
                 "in_run": self.in_run,
+                "hook": self.hook,
             },
         }
 

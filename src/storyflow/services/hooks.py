@@ -65,13 +65,31 @@ git diff --cached --name-only -z --diff-filter=ACMRD |
 """
 
 
+def _relative(repo: GitRepository, workspace: Path) -> str:
+    return os.path.relpath(workspace.resolve(), repo.toplevel.resolve())
+
+
+def hook_state(repo: GitRepository | None, *, workspace: Path) -> str:
+    """``installed``: the pre-commit hook is the one ``hooks install`` writes now (whichever
+    Python it names); ``outdated``: an earlier storyflow wrote it (``hooks install`` again
+    updates it); ``none``: no repository, no hook, or a hook storyflow did not write."""
+    current = None if repo is None else repo.read_hook(HOOK_NAME)
+    if repo is None or current is None or HOOK_MARKER not in current:
+        return "none"
+
+    def body(text: str) -> list[str]:  # the Python named is the installer's, not a version
+        return [line for line in text.splitlines() if not line.startswith("python=")]
+
+    now = hook_script(python="", workspace=_relative(repo, workspace))
+    return "installed" if body(current) == body(now) else "outdated"
+
+
 def install(
     repo: GitRepository, *, workspace: Path, python: str, force: bool = False
 ) -> dict[str, Any]:
     """Install (or refresh) the pre-commit hook; refuse to replace another hook unless
     ``force``, which keeps it as a backup."""
-    relative = os.path.relpath(workspace.resolve(), repo.toplevel.resolve())
-    script = hook_script(python=python, workspace=relative)
+    script = hook_script(python=python, workspace=_relative(repo, workspace))
     path = repo.hook_path(HOOK_NAME)
     current = repo.read_hook(HOOK_NAME)
     result: dict[str, Any] = {"hook": str(path), "backup": None}

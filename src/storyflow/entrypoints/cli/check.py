@@ -42,6 +42,18 @@ def _relative(root: Path, paths: tuple[str, ...]) -> tuple[list[str] | None, lis
     return (None if whole or not paths else inside), outside
 
 
+def _hook_state(root: Path) -> str:
+    """The pre-commit hook's state; ``none`` outside a git repository (or without git)."""
+    from storyflow.bootstrap import git_repository
+    from storyflow.errors import StoryflowError
+    from storyflow.services.hooks import hook_state
+
+    try:
+        return hook_state(git_repository(root), workspace=root)
+    except StoryflowError:  # no repository, or an unusable hooks folder: not check's concern
+        return "none"
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -96,6 +108,7 @@ def check(paths: tuple[str, ...], staged: bool, as_json: bool) -> None:
         report = run_check(
             ctx, paths=inside, ignored=outside, docs_drift=docs_drift, tracked_state=tracked_state
         )
+        report.hook = _hook_state(ctx.files.root)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -115,6 +128,11 @@ def check(paths: tuple[str, ...], staged: bool, as_json: bool) -> None:
             )
         if report.ignored:
             echo(f"note: ignored, outside the workspace: {', '.join(report.ignored)}")
+        if report.hook == "outdated":
+            echo(
+                "note: the pre-commit hook was written by an earlier storyflow and may check "
+                "the work tree instead of what is staged: storyflow hooks install updates it"
+            )
         if report.paths is not None and not report.stories and not report.files:
             echo(
                 "note: PATHS name no story folder or file storyflow checks (storyflow check "
