@@ -206,3 +206,26 @@ def test_a_failed_attempt_that_crossed_says_so_and_its_retry_does_not(
     # said with the failed attempt that spent the tokens, before its failure line
     assert len(failed) == 1 and lines.index(expected) == failed[0] - 1, lines
     assert any(line.startswith(f"{story} plan      succeeded") for line in lines), lines
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_workers_other_warnings_are_said_as_they_happen(
+    workspace: Workspace, command: str
+) -> None:
+    """What a phase run warns of that is not a budget figure -- here METRICS.yaml, which a
+    folder in its place keeps from being written at completion -- reaches stderr from the
+    workers of run --epic and worker too (they used to drop every warning); the budget
+    figures the services warn of are not repeated there: the crossing line says them."""
+    (story,) = _setup(workspace, Enforcement.WARNING, plan=2500)
+    shown = workspace.run("story", "show", story, "--json")
+    (workspace.root / shown.json["path"]).parent.joinpath("METRICS.yaml").mkdir()
+    argv = ("run", "--epic", "FLOW") if command == "run" else ("worker", "--until-idle")
+    result = workspace.run(*argv, "--json", timeout=120)
+    assert result.code == 0, result
+    assert result.json["status_counts"] == {"completed": 1}
+    metrics = [w for w in _warnings(result) if "METRICS.yaml" in w]
+    assert len(metrics) == 1 and metrics[0].startswith(f"{WARNING}{story}: METRICS.yaml not"), (
+        result.stderr
+    )
+    crossed = _crossed(story, "plan", 2500, "warning", GOES_ON, "warning")
+    assert sorted(_warnings(result)) == sorted([crossed, metrics[0]]), result.stderr

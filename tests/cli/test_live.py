@@ -161,6 +161,17 @@ def test_the_board_starts_and_stops_a_live_display() -> None:
     assert not use_live_board(io.StringIO())
 
 
+def test_the_board_prints_the_workers_warnings_under_its_last_frame() -> None:
+    console = _console()
+    with LiveBoard(title="run", counts={"pending": 1}, console=console) as board:
+        board.on_phase_start(_event("FLOW-001", "generate"))
+        board.on_warning("FLOW-001: METRICS.yaml not written: [bad] markup stays as it is")
+    text = _text(console)
+    last = "storyflow: warning: FLOW-001: METRICS.yaml not written: [bad] markup stays as it is"
+    assert text.rstrip().endswith(last)
+    assert text.count("METRICS.yaml") == 1  # said once, after the board, not in its frames
+
+
 def _summary(**kw: object) -> RunSummary:
     def record(phase: str, ms: int, status: str = "succeeded", **extra: object) -> RunRecord:
         data: dict[str, object] = {

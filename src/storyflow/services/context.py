@@ -26,9 +26,21 @@ class Context:
     clock: Callable[[], datetime]
     actor: str
     warnings: list[str] = field(default_factory=list)
+    # the warnings that are budget figures: a run reports those its own way (a line per
+    # limit crossed, the overruns in its report) and passes the others on as they come
+    budget_warnings: list[str] = field(default_factory=list)
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, *, budget: bool = False) -> None:
         self.warnings.append(message)
+        if budget:
+            self.budget_warnings.append(message)
+
+    def take_warnings(self) -> list[str]:
+        """The warnings so far but the budget ones, which are dropped; both lists emptied."""
+        taken = [w for w in self.warnings if w not in self.budget_warnings]
+        self.warnings.clear()
+        self.budget_warnings.clear()
+        return taken
 
     def now(self) -> datetime:
         return self.clock()

@@ -110,6 +110,11 @@ class RunObserver(Protocol):
         hard_gate stop is reported by ``on_error`` instead). ``NullObserver`` ignores it."""
         ...
 
+    def on_warning(self, message: str) -> None:
+        """A worker's phase left a warning that is not a budget figure (a story file it
+        could not write, METRICS.yaml not written, ...), as it happened."""
+        ...
+
 
 class NullObserver:
     def on_phase_start(self, event: PhaseEvent) -> None:
@@ -130,9 +135,13 @@ class NullObserver:
     def on_budget(self, event: BudgetEvent) -> None:
         pass
 
+    def on_warning(self, message: str) -> None:
+        pass
+
 
 class PrintObserver:
-    """One line per phase end, error, resting story and budget crossing, through ``write``."""
+    """One line per phase end, error, resting story, budget crossing and warning, through
+    ``write``."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self.write = write
@@ -163,6 +172,9 @@ class PrintObserver:
 
     def on_budget(self, event: BudgetEvent) -> None:
         self.write(f"storyflow: warning: {event.describe()}")
+
+    def on_warning(self, message: str) -> None:
+        self.write(f"storyflow: warning: {message}")
 
 
 class SerialObserver:
@@ -195,6 +207,10 @@ class SerialObserver:
     def on_budget(self, event: BudgetEvent) -> None:
         with self._lock:
             self.inner.on_budget(event)
+
+    def on_warning(self, message: str) -> None:
+        with self._lock:
+            self.inner.on_warning(message)
 
 
 # ---- the summary ----------------------------------------------------------------------------

@@ -166,7 +166,8 @@ def log_tokens(
         ctx.warn(
             f"{story.id}: {phase.value} has used {decision.used:,} tokens "
             f"({decision.warning_pct:.0f}% of the warning limit, {decision.hard_pct:.0f}% of "
-            f"the hard limit; {decision.level.value})"
+            f"the hard limit; {decision.level.value})",
+            budget=True,
         )
     return {
         "story": story.id,

@@ -429,8 +429,8 @@ def move(
         from storyflow.services.metrics import write_story_metrics
 
         write_story_metrics(ctx, epic, moved.id)
-    for warning in warnings:
-        ctx.warn(warning)
+    for warning in warnings:  # what _apply_budget said
+        ctx.warn(warning, budget=True)
     return MoveResult(
         story=moved,
         source=source,

@@ -205,6 +205,8 @@ def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) 
                 _refused(env, claimed.story_id, epic, error)
             finally:
                 release(ctx, env, claimed.story_id)
+                for message in ctx.take_warnings():  # budget figures: its lines and report
+                    env.observer.on_warning(message)
             continue
         if recover_expired(ctx, env, epic=epic):
             continue

@@ -72,6 +72,7 @@ class LiveBoard:
         self.error_count = 0
         self.budgets: deque[tuple[float, BudgetEvent]] = deque(maxlen=errors_shown)
         self.budget_count = 0
+        self.warnings: list[str] = []  # printed under the board's last frame
         self.finished = 0
         self.failed = 0
         self.tokens = 0
@@ -123,6 +124,10 @@ class LiveBoard:
             self.budgets.append((self.clock(), event))
             self.budget_count += 1
 
+    def on_warning(self, message: str) -> None:
+        with self._lock:
+            self.warnings.append(message)
+
     def _cost(self, event: PhaseEvent) -> float:
         if event.cost_usd is not None:
             return event.cost_usd
@@ -161,6 +166,8 @@ class LiveBoard:
         if self._live is not None:
             self._live.stop()  # the last frame stays on screen above the report
             self._live = None
+        for message in self.warnings:
+            self.console.print(f"storyflow: warning: {message}", markup=False, highlight=False)
 
     def render(self) -> RenderableType:
         with self._lock:
