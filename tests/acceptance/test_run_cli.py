@@ -392,8 +392,11 @@ def test_sync_and_check_leave_a_story_in_a_workers_hands(workspace: Workspace) -
         assert time.monotonic() < deadline, "the first attempt never failed"
         time.sleep(0.05)
     path = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story))
-    text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("title: Story 1\n", "title: Renamed by hand\n"), "utf-8")
+    # the failed attempt's run row commits before its projection rewrites the file: edit
+    # under the engine's file lock, as a person's edit between two projections
+    with ctx.files.lock(story):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("title: Story 1\n", "title: Renamed by hand\n"), "utf-8")
 
     during = workspace.run("sync", "--json")
     assert during.code == 0, during.stdout + during.stderr
