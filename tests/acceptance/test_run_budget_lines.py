@@ -113,6 +113,8 @@ def test_storyflow_run_id_says_it_in_the_run_that_crossed(workspace: Workspace) 
         result = workspace.run("run", story, "--json")
         assert result.code == 0 and result.json["phase"] == phase, result
         said.append(result.stderr.count(expected))
+        # the services' budget figures are not said again beside the line
+        assert len(_warnings(result)) == said[-1], result.stderr
     assert said == [0, 0, 1, 0, 0]
 
 

@@ -181,7 +181,7 @@ def run(
             outcome = run_story(ctx, env, story_id, phase=phase, force=force, wait=wait)
     finally:
         ctx.store.close()
-        for warning in ctx.warnings:
+        for warning in ctx.take_warnings():  # budget figures: the crossing line says them
             click.echo(f"storyflow: warning: {warning}", err=True)
     _raise_for(outcome)
     if as_json:
