@@ -163,6 +163,11 @@ CODES: dict[str, ErrorCode] = _codes(
     ("EPIC_NOT_FOUND", 6, "No epic with that prefix."),
     ("ARTIFACT_NOT_FOUND", 6, "No artifact of that kind (or version) for the story."),
     ("FILE_NOT_FOUND", 6, "The file named does not exist."),
+    (
+        "ARTIFACT_FILE_MISSING",
+        6,
+        "An Agent Log row submits an artifact version whose file the story folder lacks.",
+    ),
     ("INVALID_INPUT", 7, "A value on the command line or in a file is not acceptable."),
     ("INVALID_ID", 7, "A story ID or prefix does not have the PREFIX-NNN form."),
     ("INVALID_STATUS", 7, "Not one of the 17 statuses nor a known legacy name."),

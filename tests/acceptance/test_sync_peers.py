@@ -363,3 +363,121 @@ def test_prefer_files_refuses_a_union_of_two_conflicting_histories(
     assert path.read_text(encoding="utf-8") == union
     shown = _as(b, "bob", "sync", "--prefer", "files", status=3)
     assert "error[AGENT_LOG_INVALID]" in shown.stdout, shown
+
+
+def _commit_all_but(root: Path, left_out: Path, message: str) -> None:
+    """Commit and push every change but ``left_out`` (a file someone forgot to add)."""
+    _git(root, "add", "-A")
+    _git(root, "reset", "-q", "--", str(left_out))
+    _git(root, "commit", "-qm", message)
+    _git(root, "push", "-q", "origin", "HEAD:master")
+
+
+def test_a_peers_artifact_version_whose_file_was_not_committed_waits_for_it(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _as(a, "alice", "approve", "FLOW-001", "--by", "pm-carol")
+    _as(a, "alice", "token", "log", "FLOW-001", "elaboration", "--input", "90", "--output", "31")
+    _as(a, "alice", "story", "move", "FLOW-003", "generated")
+    forgotten = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    _commit_all_but(a.root, forgotten, "alice works (without elaboration.yaml)")
+    before = _view(b, "FLOW-001")
+    _pull(b)
+    story_file = next((b.root / "plans").rglob("FLOW-001/story.yaml"))
+    text = story_file.read_text(encoding="utf-8")
+    report = _as(b, "bob", "sync", "--json", status=6).json
+    [problem] = report["problems"]
+    assert problem["code"] == "ARTIFACT_FILE_MISSING" and problem["story"] == "FLOW-001", problem
+    assert problem["file"].endswith("FLOW-001/elaboration.yaml"), problem
+    assert "elaboration v1" in problem["message"], problem
+    assert "git add" in problem["hint"] and "--prefer db" in problem["hint"], problem
+    # Nothing of FLOW-001 is applied (not its tokens, not its approval); the others are.
+    assert [(c["action"], c["story"]) for c in report["changes"]] == [
+        ("log_appended", "FLOW-003")
+    ], report
+    assert _view(b, "FLOW-001") == before
+    assert story_file.read_text(encoding="utf-8") == text
+    # It waits: the next sync asks again, --prefer files cannot supply the file either.
+    assert _as(b, "bob", "sync", "--json", status=6).json["problems"] == [problem]
+    _as(b, "bob", "sync", "--prefer", "files", status=6)
+    # Alice commits the file: Bob's clone replays her rows as she made them.
+    _commit(a.root, "alice adds elaboration.yaml")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    [change] = report["changes"]
+    assert (change["action"], change["artifacts"], change["approvals"]) == (
+        "log_appended",
+        1,
+        1,
+    ), change
+    _agree(a, b)
+
+
+def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_version(
+    workspace: Workspace, clones: Clones
+) -> None:
+    # (not the team's clones: on PostgreSQL, Bob's database is the one fresh clones get)
+    a = workspace
+    _as(a, "alice", "epic", "new", "FLOW", "--title", "Flow", "--layout", "staged")
+    _as(a, "alice", "story", "new", "FLOW", "--title", "story")
+    path = next((a.root / "plans").rglob("story.yaml"))
+    text = path.read_text(encoding="utf-8").replace("reuse_plan: ''", "reuse_plan: Reuses x.")
+    path.write_text(text, encoding="utf-8")
+    _as(a, "alice", "sync")
+    _as(a, "alice", "story", "move", "FLOW-001", "generated")
+    _as(a, "alice", "story", "move", "FLOW-001", "in-elaboration")
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    fresh = clones.fresh(a, "fresh")
+    next((fresh.root / "plans").rglob("FLOW-001/elaboration.yaml")).unlink()
+    # No other side to wait for: it warns, and reads the rest of the story.
+    report = _as(fresh, "carl", "sync", "--json").json
+    [warning] = report["problems"]
+    assert (warning["code"], warning["level"]) == ("ARTIFACT_FILE_MISSING", "warning"), report
+    assert "not registered" in warning["message"], warning
+    assert warning["file"].endswith("FLOW-001/elaboration.yaml"), warning
+    shown = _json(fresh, "story", "show", "FLOW-001")
+    assert (shown["status"], shown["version"]) == ("in-elaboration", 4), shown
+    assert [x["kind"] for x in _json(fresh, "artifact", "list", "FLOW-001")] == []
+
+
+def test_prefer_db_keeps_this_databases_side_of_a_story_whose_artifact_file_is_missing(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _as(a, "alice", "token", "log", "FLOW-001", "elaboration", "--input", "90", "--output", "31")
+    forgotten = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    _commit_all_but(a.root, forgotten, "alice works (without elaboration.yaml)")
+    before = _view(b, "FLOW-001")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--prefer", "db", "--json").json
+    [problem] = report["problems"]
+    assert (problem["code"], problem["level"]) == ("ARTIFACT_FILE_MISSING", "warning"), problem
+    assert "re-rendered the story file from the database" in problem["message"], problem
+    assert [c["action"] for c in report["changes"]] == ["rendered"], report
+    assert _view(b, "FLOW-001") == before
+    story_file = next((b.root / "plans").rglob("FLOW-001/story.yaml"))
+    assert "elaboration v1 submitted" not in story_file.read_text(encoding="utf-8")
+    _as(b, "bob", "check")
+    assert _as(b, "bob", "sync", "--json").json["nothing_to_do"]
+
+
+def test_prefer_files_does_not_rebuild_a_story_whose_artifact_file_is_missing(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, _ = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    story_file = next((a.root / "plans").rglob("FLOW-001/story.yaml"))
+    (story_file.parent / "elaboration.yaml").unlink()
+    text = story_file.read_text(encoding="utf-8")
+    story_file.write_text(text.replace("agent: alice", "agent: alicia", 1), encoding="utf-8")
+    before = _view(a, "FLOW-001")
+    report = _as(a, "alice", "sync", "--prefer", "files", "--json", status=6).json
+    [problem] = report["problems"]
+    assert problem["code"] == "ARTIFACT_FILE_MISSING", problem
+    assert "not rebuilt" in problem["message"] and "--prefer db" in problem["hint"], problem
+    assert report["changes"] == [], report
+    assert _view(a, "FLOW-001") == before  # elaboration v1 is still there

@@ -12,7 +12,7 @@ the sync applies through the rules afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
@@ -24,7 +24,16 @@ from storyflow.errors import InvalidInput, StoryflowError
 from storyflow.services.artifacts import check_content, kind_row
 from storyflow.services.context import Context
 from storyflow.services.sync_fields import editable_fields
-from storyflow.services.sync_history import History, ledger, log_rows, parse_time, replay
+from storyflow.services.sync_history import (
+    History,
+    Submission,
+    ledger,
+    log_rows,
+    missing_file_error,
+    missing_files,
+    parse_time,
+    replay,
+)
 from storyflow.services.sync_ports import (
     RebuildRows,
     ScannedFile,
@@ -57,6 +66,7 @@ class Imported:
     blocked_reason: Any = None  # the file's, for a status hand-edited to blocked
     records: list[SyncRecord] = field(default_factory=list)
     new_artifacts: list[tuple[ScannedFile, ArtifactKind]] = field(default_factory=list)
+    missing: list[Submission] = field(default_factory=list)  # named by a row, not in the folder
     needs_render: bool = False
 
     @property
@@ -89,6 +99,9 @@ def prepare(
         if result.imported is not None and result.rows is not None:
             imported.append(result.imported)
             prepared[result.imported.story.id] = result.rows
+    for item in imported:
+        if item.missing:
+            report.problems.append(_not_registered(item))
     keep = _linkable(imported, known, report)
     rows = RebuildRows(at=ctx.now())
     for item in imported:
@@ -157,6 +170,7 @@ def prepare_story(
         file_fields=fields,
         blocked_reason=doc.meta.get("blocked_reason"),
         needs_render=history.synthetic_creation,
+        missing=missing_files(history, candidate.artifacts),
     )
     if not history.synthetic_creation:
         result.records.append(_record(candidate.story_file, loaded.sha256, story))
@@ -186,6 +200,22 @@ def prepare_story(
     kept = {a["version"] for a in out.artifacts if a["kind"] is ArtifactKind.ELABORATION}
     out.approvals = [{**a, "story_id": story_id} for a in history.approvals if a["version"] in kept]
     return result, out
+
+
+def _not_registered(item: Imported) -> Problem:
+    """A fresh clone has no other side to wait for: the story is read without the version,
+    and the warning says what arriving later would do."""
+    path = _story_path(item)
+    error = missing_file_error(
+        item.story.id,
+        path,
+        item.missing,
+        "the version is not registered",
+        hint="commit the file in the clone that submitted it and pull it before the story "
+        "changes here (arriving later, it is submitted as a new version); or restore it "
+        f"(git log --stat -- {path.rsplit('/', 1)[0]})",
+    )
+    return replace(Problem.from_error(error, file=path, story=item.story.id), warning=True)
 
 
 def _sha(files: SyncFilesPort, scanned: ScannedFile) -> str | None:

@@ -271,6 +271,9 @@ class Session:
                     self.report,
                 )
             except StoryflowError as exc:
+                if exc.code == "ARTIFACT_FILE_MISSING" and self.prefer == "db":
+                    self._keep_db_side(item, story, scanned.path, exc)
+                    return
                 self.problem(exc, scanned.path, story.id)
                 return
             if peer is None:
@@ -345,6 +348,27 @@ class Session:
             self.record(scanned, loaded.sha256, story.id, ArtifactKind.STORY.value, current.version)
             self.base_updates[story.id] = {"rows": log.rows, "fields": fields}
         self.check_stage(item, current)
+
+    def _keep_db_side(self, item: StoryItem, story: Story, path: str, exc: StoryflowError) -> None:
+        """``--prefer db`` on rows that wait for an artifact file: the story file is
+        re-rendered from the database, without the other clone's rows (nothing applied)."""
+        self.deferred.later(lambda: self.files.reset_agent_log(path))
+        self.rendered.discard(story.id)
+        self.render(item.epic, story.id, path, "the database's side is kept")
+        self.report.problems.append(
+            Problem(
+                code=exc.code,
+                message=f"{path}: {exc.details['rows']}, but the story folder has no such "
+                "file: --prefer db re-rendered the story file from the database, without "
+                "the rows it did not have",
+                hint="the rows stay in the other clone (its database and commits): once it "
+                f"commits the file, take its story file again (git checkout COMMIT -- {path}) "
+                "and sync",
+                file=exc.details.get("file") or path,
+                story=story.id,
+                warning=True,
+            )
+        )
 
     def _budget_edited(self, doc: Any, story: Story, epic: Epic) -> bool:
         """Whether the file's Token Budget says other than the ledger and the epic's budgets

@@ -11,6 +11,7 @@ an artifact's version and submitter are on its "KIND vN submitted" row.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,8 @@ from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import LedgerSource, parse_phase
 from storyflow.domain.model import AgentLogRow, LedgerEntry
 from storyflow.domain.statuses import Status
-from storyflow.errors import InvalidInput, StoryflowError
+from storyflow.errors import InvalidInput, NotFoundError, StoryflowError
+from storyflow.services.sync_ports import ScannedFile
 
 MOVE_ROW = re.compile(r"^status: (?P<source>[a-z-]+) -> (?P<target>[a-z-]+)(?P<rest>.*)$", re.S)
 CREATED_ROW = re.compile(r"^story created \((?P<what>.*)\)$", re.S)
@@ -233,6 +235,38 @@ def _other_row(history: History, row: AgentLogRow, index: int, source: str) -> N
                 "story_version": index,
             }
         )
+
+
+def missing_files(
+    history: History, artifact_files: Iterable[tuple[ScannedFile, ArtifactKind]]
+) -> list[Submission]:
+    """The submissions (the latest of each file name) whose file is not in the folder, in
+    log order: a clone that submitted them did not commit the file, or it was deleted."""
+    present = {(kind, scanned.name) for scanned, kind in artifact_files}
+    missing = [s for key, s in history.submissions.items() if key not in present]
+    return sorted(missing, key=lambda s: s.story_version)
+
+
+def missing_paths(story_path: str, missing: list[Submission]) -> list[str]:
+    folder = story_path.rsplit("/", 1)[0]
+    return [f"{folder}/{s.file_name}" for s in missing]
+
+
+def missing_file_error(
+    story_id: str, story_path: str, missing: list[Submission], outcome: str, *, hint: str
+) -> NotFoundError:
+    """ARTIFACT_FILE_MISSING: the rows that submit ``missing``, and what sync did about it."""
+    what = "; ".join(
+        f"row {s.story_version} submits {s.kind.value} v{s.version} ({s.file_name})"
+        for s in missing
+    )
+    paths = missing_paths(story_path, missing)
+    return NotFoundError(
+        f"{story_path}: {what}, but the story folder has no such file: {outcome}",
+        code="ARTIFACT_FILE_MISSING",
+        hint=hint,
+        details={"file": paths[0], "story": story_id, "missing": paths, "rows": what},
+    )
 
 
 def ledger(story_id: str, block: Any, config: Config, source: str) -> list[LedgerEntry]:

@@ -25,7 +25,7 @@ from storyflow.domain.model import AgentLogRow, Story
 from storyflow.domain.transitions import find_edge
 from storyflow.errors import RuleViolation, StoryflowError
 from storyflow.services.rebuild import Candidate, Imported, prepare_story
-from storyflow.services.sync_history import SUBMITTED_ROW
+from storyflow.services.sync_history import SUBMITTED_ROW, missing_file_error
 from storyflow.services.sync_ports import StoryItem
 from storyflow.services.sync_report import Change, SyncReport
 
@@ -58,6 +58,17 @@ def rebuild_story(
         if imported.needs_render:
             raise _invalid(path, story.id, "has no rows")
         check_history(story.id, rows.transitions, file_rows, path)
+        if imported.missing:
+            raise missing_file_error(
+                story.id,
+                path,
+                imported.missing,
+                f"{story.id} is not rebuilt (it would lose the version)",
+                hint=f"restore the file (git log --stat -- {path.rsplit('/', 1)[0]} shows "
+                "where it went), or have the clone that submitted it commit it and pull; "
+                "then sync --prefer files again. Or keep this database's side: storyflow "
+                "sync --prefer db",
+            )
         _check_links(session, imported.story, path)
     except StoryflowError as exc:
         session.problem(exc, path, story.id)

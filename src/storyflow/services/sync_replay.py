@@ -10,7 +10,11 @@ database's ledger. Written as they were, not as new changes, so every clone ends
 same history, versions and ledger, and the story's version is again its row count.
 
 A row the rules cannot have written (a move with no edge, from a status the story was not
-in) is refused: nothing of that story is applied.
+in) is refused: nothing of that story is applied. So is a "KIND vN submitted" row whose file
+the folder lacks (the other clone did not commit it): replayed without it, this clone would
+hold a log that names a version it does not have, and would take the file, once it arrives,
+as a new version the other clone never made. The story waits for the file
+(``ARTIFACT_FILE_MISSING``); ``--prefer db`` keeps this database's side instead.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from storyflow.services.sync_history import (
     History,
     apply_move,
     ledger,
+    missing_file_error,
+    missing_files,
+    missing_paths,
     parse_time,
     replay,
 )
@@ -99,6 +106,18 @@ def read_peer(
         status=state.status,
         submissions={key: s for key, s in history.submissions.items() if s.story_version > known},
     )
+    missing = missing_files(named, artifact_files)
+    if missing:
+        raise missing_file_error(
+            story.id,
+            path,
+            missing,
+            f"{story.id}'s new Agent Log rows wait for it",
+            hint=f"the clone that submitted it did not commit it: there, git add "
+            f"{' '.join(missing_paths(path, missing))}, commit and push; here, pull and run "
+            "storyflow sync again. Or keep this database's side: storyflow sync --prefer db "
+            f"re-renders {path} without those rows",
+        )
     for scanned, kind in sorted(artifact_files, key=lambda a: a[0].path):
         row = artifact_row(ctx, files, epic, story, named, scanned, kind, report)
         if row is None:

@@ -3,7 +3,7 @@
 A problem carries a code from ``errors.CODES`` (file, line where known, message, hint); a
 conflict names the file, the field and both values. The exit status follows from them:
 0 when everything was applied, else the status of the most pressing kind of problem
-(5 conflicts, 7 files that cannot be read, 3 changes the rules refused).
+(5 conflicts, 7 files that cannot be read, 6 files missing, 3 changes the rules refused).
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def sync(
     --prefer says which side wins. Unchanged files are skipped by size and mtime.
 
     Exit status: 0 all applied (or nothing to do); 5 conflicts left; 7 files that cannot
-    be read; 3 changes the rules refused. The report (--json) says which.
+    be read; 6 files missing (an artifact file an Agent Log row submits: the story waits
+    for it); 3 changes the rules refused. The report (--json) says which.
     """
     from storyflow.bootstrap import sync_ports
     from storyflow.entrypoints.cli.common import service_context
