@@ -481,3 +481,45 @@ def test_prefer_files_does_not_rebuild_a_story_whose_artifact_file_is_missing(
     assert "not rebuilt" in problem["message"] and "--prefer db" in problem["hint"], problem
     assert report["changes"] == [], report
     assert _view(a, "FLOW-001") == before  # elaboration v1 is still there
+
+
+def _ledger(ws: Workspace, story_id: str) -> list[tuple[int, str | None, str | None]]:
+    """The story's ledger entries as (tokens, note, run): what no story file carries."""
+    ctx = ws.ctx()
+    try:
+        rows = ctx.store.conn.fetchall(
+            "SELECT total_tokens, note, run_id FROM workflow_token_logs WHERE story_id = :s "
+            "ORDER BY id",
+            {"s": story_id},
+        )
+        return [(int(r["total_tokens"]), r["note"], r["run_id"]) for r in rows]
+    finally:
+        ctx.store.conn.close()
+
+
+def test_prefer_files_keeps_the_notes_and_runs_of_the_ledger_entries_the_file_keeps(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    a, b = team
+    from tests.run_support import configure
+
+    configure(a)
+    _as(a, "alice", "run", "FLOW-001")  # its tokens are the run's
+    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
+    _as(a, "alice", *tokens, "7", "--note", "first pass, by hand")
+    _commit(a.root, "alice runs FLOW-001")
+    _pull(b)
+    _as(b, "bob", "sync")
+    kept = _ledger(a, "FLOW-001")
+    assert kept[-1] == (12, "first pass, by hand", None) and kept[0][2] is not None, kept
+    path = _diverge(a, b, (*tokens, "10", "--note", "alice's"), (*tokens, "20", "--note", "bob's"))
+    _git(b.root, "checkout", "--ours", str(path))
+    _as(b, "bob", "sync")
+    _commit(b.root, "merge: bob's side of FLOW-001")
+    _git(a.root, "pull", "-q", "--no-rebase", "origin", "master")
+    report = _as(a, "alice", "sync", "--prefer", "files", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["story_rebuilt"], report
+    # Alice's own entries the file keeps keep their note and run; Bob's arrives without his
+    # note (only his database has it); the one the file dropped is gone.
+    assert _ledger(a, "FLOW-001") == [*kept, (25, None, None)]
+    _agree(a, b)

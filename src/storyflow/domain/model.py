@@ -245,6 +245,7 @@ class LedgerEntry:
     source: str
     created_at: datetime
     run_id: str | None = None
+    note: str | None = None  # token log --note: the database's only (not in the story file)
 
 
 @dataclass(frozen=True, kw_only=True)

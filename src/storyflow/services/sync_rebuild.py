@@ -6,8 +6,9 @@ verdict rows, approvals, the ledger from the Token Budget, links), and its rows 
 replaced in one savepoint, with the compare-and-set on the version the database had.
 
 What the files do not carry stays: runs, leases, events, the story snapshots taken on
-entering elaboration. The database's log rows the file lacks are named in the
-``story_rebuilt`` event, so what was dropped can be redone.
+entering elaboration, and of each ledger entry the file lists as the database has it, its
+note and run (matched by what the Token Budget shows of it). The database's log rows the
+file lacks are named in the ``story_rebuilt`` event, so what was dropped can be redone.
 
 The file's log must be one history the rules allow: a move from a status the story was not
 in, a move no edge allows (and not forced), or artifact versions out of order (two clones'
@@ -18,14 +19,17 @@ the other submitted an artifact); two moves from the same status never do.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from storyflow.domain.artifacts import ArtifactKind
-from storyflow.domain.model import AgentLogRow, Story
+from storyflow.domain.model import AgentLogRow, LedgerEntry, Story
 from storyflow.domain.transitions import find_edge
 from storyflow.errors import RuleViolation, StoryflowError
 from storyflow.services.rebuild import Candidate, Imported, prepare_story
 from storyflow.services.sync_history import SUBMITTED_ROW, missing_file_error
+from storyflow.services.sync_merge import ledger_key
 from storyflow.services.sync_ports import StoryItem
 from storyflow.services.sync_report import Change, SyncReport
 
@@ -74,6 +78,7 @@ def rebuild_story(
         session.problem(exc, path, story.id)
         return
     rows.stories = [imported.story]
+    rows.ledger = kept_columns(rows.ledger, ctx.store.ledger(story.id))
     kept = set(file_rows)
     dropped = [r for r in db_rows if r not in kept]
     mark = session.deferred.mark()
@@ -118,6 +123,30 @@ def rebuild_story(
         )
     )
     follow_up(session, imported)
+
+
+def kept_columns(
+    entries: list[tuple[LedgerEntry, str]], in_db: list[LedgerEntry]
+) -> list[tuple[LedgerEntry, str]]:
+    """The file's ledger entries with what the Token Budget does not carry (the note, the
+    run) taken from the database's entry each one is: the same measurement at the file's
+    precision and the same agent, each database entry matched once, in order. What the
+    file does carry stays the file's."""
+    unmatched: dict[tuple[Any, ...], deque[LedgerEntry]] = defaultdict(deque)
+    for entry in in_db:
+        unmatched[(*ledger_key(entry), entry.agent)].append(entry)
+    out = []
+    for entry, prefix in entries:
+        same = unmatched.get((*ledger_key(entry), entry.agent))
+        if same:
+            was = same.popleft()
+            entry = replace(
+                entry,
+                note=was.note if entry.note is None else entry.note,
+                run_id=was.run_id if entry.run_id is None else entry.run_id,
+            )
+        out.append((entry, prefix))
+    return out
 
 
 def check_history(
@@ -236,4 +265,4 @@ def follow_up(session: Session, item: Imported) -> None:
     session.check_stage(follow, current)
 
 
-__all__ = ["check_history", "follow_up", "rebuild_story"]
+__all__ = ["check_history", "follow_up", "kept_columns", "rebuild_story"]

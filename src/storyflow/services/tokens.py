@@ -127,8 +127,9 @@ def log_tokens(
             source=source.value,
             created_at=now,
             run_id=run_id,
+            note=note,
         )
-        ctx.store.insert_tokens(entry, epic=epic.prefix, note=note)
+        ctx.store.insert_tokens(entry, epic=epic.prefix)
         ctx.store.touch_story(story.id, now)
         limits = effective_budgets(ctx, epic)[phase].scaled(story.token_budget_multiplier)
         decision = evaluate(

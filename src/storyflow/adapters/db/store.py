@@ -81,6 +81,7 @@ def ledger_entry(r: Row) -> LedgerEntry:
         source=r["source"],
         run_id=r["run_id"],
         created_at=parse_ts(r["created_at"]),
+        note=r.get("note"),
     )
 
 
@@ -316,7 +317,7 @@ RETURNING version
 """
 Q_LEDGER = """
 SELECT story_id, phase, agent, model, input_tokens, output_tokens, cache_read_tokens,
-    cache_write_tokens, total_tokens, cost_usd, source, run_id, created_at
+    cache_write_tokens, total_tokens, cost_usd, source, run_id, note, created_at
 FROM workflow_token_logs WHERE story_id = :story_id ORDER BY id
 """
 Q_EPIC_LEDGER_TOTALS = """
@@ -1016,7 +1017,7 @@ class Store:
 
     # ---- tokens ---------------------------------------------------------------------------
 
-    def insert_tokens(self, entry: LedgerEntry, *, epic: str, note: str | None = None) -> None:
+    def insert_tokens(self, entry: LedgerEntry, *, epic: str) -> None:
         self.conn.execute(
             Q_INSERT_TOKENS,
             defer=True,
@@ -1034,7 +1035,7 @@ class Store:
                 "cost_usd": entry.cost_usd,
                 "source": entry.source,
                 "run_id": entry.run_id,
-                "note": note,
+                "note": entry.note,
                 "created_at": ts(entry.created_at),
             },
         )
