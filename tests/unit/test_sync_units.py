@@ -238,6 +238,11 @@ def test_conflict_markers_are_found_with_their_line() -> None:
     text = "a: 1\n<<<<<<< HEAD\nb: 2\n=======\nb: 3\n>>>>>>> theirs\n"
     assert conflict_marker_line(text) == 2
     assert conflict_marker_line("title: '<<<<<<< in a value'\n") is None
+    # a rename/rename conflict (a story folder moved to two stages): eight-character markers
+    renamed = (
+        "a: 1\n<<<<<<<< HEAD:x/story.yaml\nb: 2\n========\nb: 3\n>>>>>>>> 054a6bf:y/story.yaml\n"
+    )
+    assert conflict_marker_line(renamed) == 2
 
 
 def _epic() -> Epic:

@@ -38,7 +38,9 @@ class AuditRows:
     submitted: dict[tuple[str, str], str]  # (story, sha256) -> first submission, ISO time
 
 
-_CONFLICT = re.compile(r"^(?:<{7}|>{7})(?: |$)|^={7}$", re.M)
+# git makes markers longer than seven where a conflict may hold another: in a file two
+# clones renamed two ways (a story folder moved to two stages) it writes <<<<<<<< HEAD:path.
+_CONFLICT = re.compile(r"^(?:<{7,}|>{7,})(?: |$)|^={7}$", re.M)
 
 
 def conflict_line(text: str) -> int | None:
