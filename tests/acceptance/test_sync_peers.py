@@ -523,3 +523,24 @@ def test_prefer_files_keeps_the_notes_and_runs_of_the_ledger_entries_the_file_ke
     # note (only his database has it); the one the file dropped is gone.
     assert _ledger(a, "FLOW-001") == [*kept, (25, None, None)]
     _agree(a, b)
+
+
+def test_prefer_db_on_a_diverged_log_one_row_longer_keeps_this_databases_side(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    """Alice's side has two rows past the common beginning, Bob's one: Alice's second row
+    is not an extension of Bob's log, and --prefer db must not replay it."""
+    a, b = team
+    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
+    _as(a, "alice", *tokens, "10")
+    path = _diverge(a, b, (*tokens, "11"), (*tokens, "20"))
+    _git(b.root, "checkout", "--theirs", str(path))
+    before = _view(b, "FLOW-001")
+    report = _as(b, "bob", "sync", "--json", status=5).json
+    [problem] = report["problems"]
+    assert problem["code"] == "AGENT_LOG_EDITED" and "diverged" in problem["message"], problem
+    report = _as(b, "bob", "sync", "--prefer", "db", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["rendered"], report
+    assert _view(b, "FLOW-001") == before
+    assert "+16" not in path.read_text(encoding="utf-8")  # Alice's row is gone from it
+    _as(b, "bob", "check")

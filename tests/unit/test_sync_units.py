@@ -204,6 +204,11 @@ def test_log_state_tells_behind_from_appended_from_tampered() -> None:
     assert removed.tampered and "removed" in removed.tampered[0]
     edited = log_state([db[0], _row("changed", minute=1), db[2], db[3]], db)
     assert edited.tampered and "edited" in edited.tampered[0]
+    # Two clones' rows after a common beginning, the file's side a row longer: diverged,
+    # nothing to replay (its last row follows the other clone's row 4, not this one's).
+    theirs = [*db[:3], _row("their step 3", minute=5), _row("their step 4", minute=6)]
+    longer = log_state(theirs, db)
+    assert longer.tampered and longer.diverged and longer.appended == []
     # Markdown collapses whitespace in cells: not an edit
     spaced = AgentLogRow(
         timestamp=db[1].timestamp, agent="amy", action="step  1", outputs="story.yaml"

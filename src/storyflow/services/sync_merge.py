@@ -130,7 +130,9 @@ def log_state(file_rows: list[AgentLogRow], db_rows: list[AgentLogRow]) -> LogSt
     at_end = [i.file_index for i in unrecorded] == list(range(len(db_rows), len(file_rows)))
     if unrecorded and (trailing or not at_end):
         state.tampered.append(f"{len(unrecorded)} row(s) the database never recorded")
-    elif unrecorded:
+    elif unrecorded and not state.tampered:
+        # Rows past the end of an intact log only: after an edited row they are the rest of
+        # another history (two clones, one a row longer), not rows to replay.
         state.appended = file_rows[len(db_rows) :]
     # Past their common beginning both logs have rows, and the file has rows the database
     # never had: two clones changed the story independently (a git merge kept the other
