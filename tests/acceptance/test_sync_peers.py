@@ -544,3 +544,73 @@ def test_prefer_db_on_a_diverged_log_one_row_longer_keeps_this_databases_side(
     assert _view(b, "FLOW-001") == before
     assert "+16" not in path.read_text(encoding="utf-8")  # Alice's row is gone from it
     _as(b, "bob", "check")
+
+
+def test_a_merge_that_keeps_both_stage_folders_of_a_story_is_reported_with_the_way_out(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    """Alice takes FLOW-001 to ready-to-work, Bob cancels it: each clone moved its folder to
+    another stage, and the merge (a rename/rename conflict) leaves both folders."""
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _as(a, "alice", "story", "move", "FLOW-001", "ready-to-work")
+    _commit(a.root, "alice: FLOW-001 ready to work")
+    _as(b, "bob", "story", "cancel", "FLOW-001", "--reason", "dropped")
+    _git(b.root, "add", "-A")
+    _git(b.root, "commit", "-qm", "bob: FLOW-001 cancelled")
+    merged = subprocess.run(
+        ["git", "pull", "-q", "--no-rebase", "origin", "master"],
+        cwd=b.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert merged.returncode != 0
+    plans = b.root / "plans" / "flow"
+    ours, theirs = plans / "archive" / "FLOW-001", plans / "ready-to-work" / "FLOW-001"
+    assert ours.is_dir() and theirs.is_dir()
+    before = _view(b, "FLOW-001")
+    report = _as(b, "bob", "sync", "--json", status=5).json
+    [problem] = [p for p in report["problems"] if p["story"] == "FLOW-001"]
+    assert problem["code"] == "DUPLICATE_ID", problem
+    message, hint = problem["message"], problem["hint"]
+    # What each folder holds: the story file's state, the files this database has not seen.
+    assert "plans/flow/archive/FLOW-001 (story.yaml: merge-conflict markers)" in message
+    assert (
+        "plans/flow/ready-to-work/FLOW-001 (story.yaml: merge-conflict markers; not seen by "
+        "this database: elaboration.yaml)"
+    ) in message, message
+    # Which folder is current, and what to do.
+    assert "this database has FLOW-001 cancelled, in plans/flow/archive/FLOW-001" in hint, hint
+    assert "not seen plans/flow/ready-to-work/FLOW-001/elaboration.yaml" in hint, hint
+    # Both sides' story file is the conflicted one (--ours, --theirs): each is in its commit.
+    alices = _git(b.root, "rev-parse", "MERGE_HEAD").strip()
+    take_alices = f"git checkout {alices} -- plans/flow/ready-to-work/FLOW-001/story.yaml"
+    assert "git checkout HEAD -- plans/flow/archive/FLOW-001/story.yaml" in hint, hint
+    assert take_alices in hint and "git rm -r" in hint, hint
+    assert "--prefer files" in hint, hint
+    assert ours.is_dir() and theirs.is_dir()  # nothing deleted
+    assert _view(b, "FLOW-001") == before
+    # Bob takes Alice's side, as the hint says (her story file, in both folders): now the
+    # story files say which folder is current, and that the other holds nothing it lacks.
+    _git(b.root, *take_alices.split()[1:])
+    (ours / "story.yaml").write_bytes((theirs / "story.yaml").read_bytes())
+    report = _as(b, "bob", "sync", "--json", status=5).json
+    [problem] = [p for p in report["problems"] if p["story"] == "FLOW-001"]
+    assert problem["code"] == "DUPLICATE_ID", problem
+    assert problem["hint"] == (
+        "the story file says ready-to-work: plans/flow/ready-to-work/FLOW-001 is FLOW-001's "
+        "folder. The other holds nothing it lacks: delete the other (git rm -r "
+        "plans/flow/archive/FLOW-001), then storyflow sync"
+    ), problem
+    _git(b.root, "rm", "-rq", "--", str(ours))
+    _git(b.root, "add", "-A")
+    report = _as(b, "bob", "sync", "--json", status=5).json
+    assert [p["code"] for p in report["problems"]] == ["AGENT_LOG_EDITED"], report
+    report = _as(b, "bob", "sync", "--prefer", "files", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["story_rebuilt"], report
+    _git(b.root, "commit", "-qm", "merge: alice's side of FLOW-001")
+    _git(b.root, "push", "-q", "origin", "HEAD:master")
+    _pull(a)
+    assert _as(a, "alice", "sync", "--json").json["problems"] == []
+    _agree(a, b)

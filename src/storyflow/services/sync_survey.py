@@ -19,6 +19,7 @@ from storyflow.domain.model import Epic
 from storyflow.domain.statuses import Status
 from storyflow.errors import StoryflowError
 from storyflow.services.context import Context
+from storyflow.services.sync_folders import two_folders
 from storyflow.services.sync_ports import (
     EpicFiles,
     ScannedFile,
@@ -171,7 +172,14 @@ def survey(ctx: Context, files: SyncFilesPort, store: SyncStorePort, report: Syn
             if len(places) != 1:
                 result.held.add(story_id)
                 report.problems.append(
-                    _two_folders(story_id, [f.path for _, f in places])
+                    two_folders(
+                        files,
+                        store,
+                        [_item(e, f, classifiers[e.layout]) for e, f in places],
+                        LAYOUTS[places[0][0].layout].story_file_name(story_id),
+                        result.stats,
+                        result.states.get(story_id),
+                    )
                     if places
                     else Problem.left(
                         story_id,
@@ -260,17 +268,6 @@ def _new_epics(
         except StoryflowError as exc:
             report.problems.append(Problem.from_error(exc, file=paths[0]))
     return new_epics, new_shas
-
-
-def _two_folders(story_id: str, paths: list[str]) -> Problem:
-    return Problem(
-        code="DUPLICATE_ID",
-        message=f"{story_id} has {len(paths)} folders: " + ", ".join(paths),
-        hint="keep one folder per story: merge the others into it and delete them (its "
-        "status decides the stage folder)",
-        file=paths[0],
-        story=story_id,
-    )
 
 
 def _item(epic: Epic, folder: StoryFolder, classifier: Classifier) -> StoryItem:
