@@ -41,7 +41,12 @@ from storyflow.services.sync_ports import (
     SyncFilesPort,
     SyncRecord,
 )
-from storyflow.services.sync_read import conflict_marker_line, merge_conflict, read_story
+from storyflow.services.sync_read import (
+    conflict_marker_line,
+    file_sha,
+    merge_conflict,
+    read_story,
+)
 from storyflow.services.sync_report import Problem, SyncReport
 
 
@@ -191,7 +196,7 @@ def prepare_story(
         result.records.append(_record(scanned, artifact["sha256"], story, kind))
     # Legacy copies of a registered file (REVIEW.yaml beside code-review.yaml) are known.
     for scanned, kind in list(result.new_artifacts):
-        sha = _sha(files, scanned)
+        sha = file_sha(files, scanned.path)
         if sha is not None and sha in registered:
             result.new_artifacts.remove((scanned, kind))
             result.records.append(_record(scanned, sha, story, kind))
@@ -216,13 +221,6 @@ def _not_registered(item: Imported) -> Problem:
         f"(git log --stat -- {path.rsplit('/', 1)[0]})",
     )
     return replace(Problem.from_error(error, file=path, story=item.story.id), warning=True)
-
-
-def _sha(files: SyncFilesPort, scanned: ScannedFile) -> str | None:
-    try:
-        return files.load(scanned.path).sha256
-    except StoryflowError:
-        return None
 
 
 def _record(

@@ -28,7 +28,7 @@ from storyflow.domain.layouts import stage_for
 from storyflow.domain.statuses import Status, parse_status
 from storyflow.errors import StoryflowError
 from storyflow.services.sync_ports import StoryItem, SyncFilesPort, SyncStorePort
-from storyflow.services.sync_read import conflict_marker_line
+from storyflow.services.sync_read import conflict_marker_line, file_sha
 from storyflow.services.sync_report import Problem
 
 MARKERS = "merge-conflict markers"
@@ -79,7 +79,7 @@ def folder_state(
     unseen = []
     digests = []
     for scanned in folder.files:
-        sha = _sha(files, scanned.path)
+        sha = file_sha(files, scanned.path)
         digests.append((scanned.name, sha))
         if scanned.name == story_name or seen(scanned.path, scanned.size, scanned.mtime_ns):
             continue
@@ -117,13 +117,6 @@ def _story_state(files: SyncFilesPort, path: str, name: str) -> _StoryState:
     except StoryflowError:
         return "unreadable", None, None, ()
     return status.value, status, blocked_from, ()
-
-
-def _sha(files: SyncFilesPort, path: str) -> str | None:
-    try:
-        return files.load(path).sha256
-    except StoryflowError:
-        return None
 
 
 def two_folders(

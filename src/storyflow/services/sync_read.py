@@ -19,6 +19,14 @@ def conflict_marker_line(text: str) -> int | None:
     return conflict_line(text)
 
 
+def file_sha(files: SyncFilesPort, path: str) -> str | None:
+    """The file's sha256, or None when it cannot be read (its reader reports why)."""
+    try:
+        return files.load(path).sha256
+    except StoryflowError:
+        return None
+
+
 def merge_conflict(path: str, line: int, story: str | None) -> Problem:
     return Problem(
         code="MERGE_CONFLICT",
