@@ -539,3 +539,28 @@ def test_a_scenario_number_outside_its_range_is_refused(step: dict[str, float]) 
         parse_scenario({**ZERO, "phases": {"review": step}}, "scenario.yaml")
     assert error.value.code == "CONFIG_INVALID"
     assert next(iter(step)) in error.value.message
+
+
+def test_a_worker_passes_on_the_warnings_of_a_turn_that_ran_no_phase(
+    workspace: Workspace,
+) -> None:
+    """Warnings left by a turn with nothing to claim reach the observer when the worker
+    stops; budget figures are left out (the run's crossing lines say them)."""
+    from storyflow.services.run_report import NullObserver
+
+    class Heard(NullObserver):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def on_warning(self, message: str) -> None:
+            self.warnings.append(message)
+
+    configure(workspace)
+    ctx = workspace.ctx()
+    epic_with(ctx, 0)
+    heard = Heard()
+    ctx.warn("FLOW-001: a warning of the worker's own")
+    ctx.warn("FLOW-001: plan has used 9,000 tokens", budget=True)
+    work_loop(ctx, env(ctx, observer=heard), epic="FLOW", until_idle=True)
+    assert heard.warnings == ["FLOW-001: a warning of the worker's own"]
+    assert ctx.warnings == [] and ctx.budget_warnings == []

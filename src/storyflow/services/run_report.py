@@ -1,10 +1,10 @@
 """What a run reports while it works (``RunObserver``) and when it ends (``RunSummary``).
 
 The engine calls the observer once per phase start and end, per error, per story that
-reaches a resting status, and per budget limit a phase run's tokens cross (as their ledger
-entries commit); calls are serialised, never concurrent. ``PrintObserver`` prints one line
-per phase and a warning per crossing; a live board (Rich) plugs in through the same
-protocol. The summary is
+reaches a resting status, per budget limit a phase run's tokens cross (as their ledger
+entries commit) and per other warning a worker's turn left; calls are serialised, never
+concurrent. ``PrintObserver`` prints one line per phase and a warning line per crossing
+and per warning; a live board (Rich) plugs in through the same protocol. The summary is
 built from the database (runs, ledger, stories), so it is the record, not a tally kept on
 the side; ``render_text`` prints it as the plain-text report.
 """

@@ -193,6 +193,20 @@ def run_story(
 
 def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> None:
     """One worker: claim, run, repeat until stopped (or idle, with ``until_idle``)."""
+    try:
+        _work(ctx, env, epic=epic, until_idle=until_idle)
+    finally:  # what a turn without a phase warned of (a lease takeover, say)
+        _pass_on_warnings(ctx, env)
+
+
+def _pass_on_warnings(ctx: Context, env: RunEnv) -> None:
+    """The context's warnings to the run's observer, as they come; budget figures are
+    left out (the crossing line and the report say them)."""
+    for message in ctx.take_warnings():
+        env.observer.on_warning(message)
+
+
+def _work(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> None:
     while not env.stop.is_set():
         claimed = claim_next(ctx, env, epic=epic)
         if isinstance(claimed, Claimed):
@@ -205,8 +219,7 @@ def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) 
                 _refused(env, claimed.story_id, epic, error)
             finally:
                 release(ctx, env, claimed.story_id)
-                for message in ctx.take_warnings():  # budget figures: its lines and report
-                    env.observer.on_warning(message)
+                _pass_on_warnings(ctx, env)
             continue
         if recover_expired(ctx, env, epic=epic):
             continue
