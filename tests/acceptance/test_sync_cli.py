@@ -84,6 +84,47 @@ def test_a_fresh_clone_rebuilds_board_history_and_budgets(
     assert again.code == 0 and "nothing to do" in again.stdout
 
 
+NOTES = [
+    "Graph analysis added complexity",
+    "three lines:\n```\n## Agent Log\n~~~ and a tab\t",
+    "inline ``` fence and `code` " * 12,  # longer than a line: never folded
+]
+
+
+def _notes(ws: Workspace, story_id: str) -> list[str | None]:
+    shown = ok(ws.cli("budget", "show", story_id, "--json")).json
+    assert shown["entries"] == len(shown["measurements"])
+    return [entry["note"] for entry in shown["measurements"]]
+
+
+def test_measurement_notes_travel_in_both_layouts_whatever_their_text(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """The seed's actual_measurements carry notes: storyflow renders them, check and sync
+    read them back, a fresh clone gets them. In a Markdown story file they sit in a code
+    fence, which no note may close."""
+    flow = Flow(workspace)
+    ids = []
+    for prefix, layout in (("FLOW", "staged"), ("REVI", "flat")):
+        flow.epic(prefix, "--layout", layout)
+        story_id = flow.story(prefix)
+        for note in NOTES:
+            logged = ("token", "log", story_id, "elaboration", "--input", "7", "--output", "3")
+            ok(workspace.cli(*logged, "--note", note))
+        ok(workspace.cli("token", "log", story_id, "elaboration", "--before", "5", "--after", "9"))
+        ids.append(story_id)
+        assert _notes(workspace, story_id) == [*NOTES, None]
+    text = _path(workspace, "REVI-001").read_text(encoding="utf-8")
+    assert text.count("\n## Agent Log") == 1 and "## Token Budget" in text
+    ok(workspace.cli("check"))
+    assert _report(workspace.run("sync", "--json"), 0)["nothing_to_do"]
+    fresh = clones.fresh(workspace)
+    _report(fresh.run("sync", "--json"), 0)
+    for story_id in ids:
+        assert _notes(fresh, story_id) == [*NOTES, None], story_id
+    ok(fresh.cli("check"))
+
+
 def _uninitialised_clone(ws: Workspace, clones: Clones, name: str = "first") -> Workspace:
     """A clone as git gives it: storyflow.yaml and plans/, no .storyflow/, no init run; on
     the embedded default (the local database is what a clone lacks: a team's PostgreSQL

@@ -484,7 +484,7 @@ def test_prefer_files_does_not_rebuild_a_story_whose_artifact_file_is_missing(
 
 
 def _ledger(ws: Workspace, story_id: str) -> list[tuple[int, str | None, str | None]]:
-    """The story's ledger entries as (tokens, note, run): what no story file carries."""
+    """The story's ledger entries as (tokens, note, run); the story file carries no run."""
     ctx = ws.ctx()
     try:
         rows = ctx.store.conn.fetchall(
@@ -519,10 +519,61 @@ def test_prefer_files_keeps_the_notes_and_runs_of_the_ledger_entries_the_file_ke
     _git(a.root, "pull", "-q", "--no-rebase", "origin", "master")
     report = _as(a, "alice", "sync", "--prefer", "files", "--json").json
     assert [c["action"] for c in report["changes"]] == ["story_rebuilt"], report
-    # Alice's own entries the file keeps keep their note and run; Bob's arrives without his
-    # note (only his database has it); the one the file dropped is gone.
-    assert _ledger(a, "FLOW-001") == [*kept, (25, None, None)]
+    # Alice's own entries the file keeps keep their note and run; Bob's arrives with his
+    # note (the file's notes); the one the file dropped is gone.
+    assert _ledger(a, "FLOW-001") == [*kept, (25, "bob's", None)]
     _agree(a, b)
+
+
+def test_a_measurements_notes_reach_the_other_clones(
+    team: tuple[Workspace, Workspace], clones: Clones
+) -> None:
+    """The notes of actual_measurements (the seed's "Document findings") are in the story
+    file: a peer's replayed entry and a fresh clone's rebuild carry them; a file rendered
+    before notes were keeps the database's; a hand edit of one is reverted."""
+    a, b = team
+    tokens = ("token", "log", "FLOW-001", "elaboration")
+    _as(a, "alice", *tokens, "--input", "900", "--output", "310", "--note", "graph analysis")
+    _as(a, "alice", *tokens, "--before", "1000", "--after", "1500")
+    path = next((a.root / "plans").rglob("FLOW-001/story.yaml"))
+    assert "    notes: graph analysis\n" in path.read_text(encoding="utf-8")
+    assert path.read_text(encoding="utf-8").count("notes:") == 1  # none without a note
+    _commit(a.root, "alice logs tokens")
+    _pull(b)
+    assert [c["action"] for c in _as(b, "bob", "sync", "--json").json["changes"]] == [
+        "log_appended"
+    ]
+    assert _ledger(b, "FLOW-001") == [(1210, "graph analysis", None), (500, None, None)]
+    fresh = clones.fresh(a, "fresh")
+    _as(fresh, "carl", "sync")
+    assert _ledger(fresh, "FLOW-001") == _ledger(a, "FLOW-001")
+    # A story file rendered by an earlier storyflow (no notes): clean, and rebuilt with the
+    # database's notes.
+    text = path.read_text(encoding="utf-8").replace("    notes: graph analysis\n", "")
+    path.write_text(text, encoding="utf-8")
+    _as(a, "alice", "check")
+    assert _as(a, "alice", "sync", "--json").json["nothing_to_do"]
+    edited = text.replace("story created (pending)", "story created (pending) by hand", 1)
+    assert edited != text
+    path.write_text(edited, encoding="utf-8")  # an Agent Log edit: the file's history wins
+    report = _as(a, "alice", "sync", "--prefer", "files", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["story_rebuilt"], report
+    assert _ledger(a, "FLOW-001")[0][1] == "graph analysis"
+    # A note edited by hand: check names it, sync puts the database's back.
+    _as(a, "alice", "story", "render", "FLOW-001")
+    text = path.read_text(encoding="utf-8")
+    assert "notes: graph analysis" in text
+    path.write_text(text.replace("notes: graph analysis", "notes: by hand"), encoding="utf-8")
+    found = _as(a, "alice", "check", "--json", status=3).json["findings"]
+    assert [f["code"] for f in found] == ["CHECK_TOKEN_BUDGET_DRIFT"], found
+    assert (
+        "entry 1: notes ('by hand' in the file, 'graph analysis' in the database)"
+        in (found[0]["message"])
+    ), found
+    report = _as(a, "alice", "sync", "--json").json
+    assert [p["code"] for p in report["problems"]] == ["PROJECTION_EDITED"], report
+    assert "notes: graph analysis" in path.read_text(encoding="utf-8")
+    _as(a, "alice", "check")
 
 
 def test_prefer_db_on_a_diverged_log_one_row_longer_keeps_this_databases_side(

@@ -33,6 +33,11 @@ def parse_prefix(text: str) -> str:
     return value
 
 
+def file_stamp(moment: datetime) -> str:
+    """A UTC time as story files and their readers show it: whole seconds, ``…Z``."""
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def parse_story_id(text: str) -> tuple[str, int]:
     """Split ``PREFIX-NNN`` into prefix and number; anything else (paths included) is refused."""
     match = STORY_ID_RE.match(text.strip()) if isinstance(text, str) else None

@@ -18,7 +18,7 @@ from typing import Any
 
 from storyflow.domain import metrics as rules
 from storyflow.domain.metrics import Scope
-from storyflow.domain.model import Epic, Story, parse_prefix, parse_story_id
+from storyflow.domain.model import Epic, Story, file_stamp, parse_prefix, parse_story_id
 from storyflow.errors import StoryflowError
 from storyflow.services.context import Context
 
@@ -90,7 +90,7 @@ def collect(ctx: Context, scope: Scope) -> dict[str, Any]:
     cycle_seconds = [float(r["ms"]) / 1000 for r in cycles if r["ms"] is not None]
     document: dict[str, Any] = {
         "scope": {"story": scope.story, "epic": scope.epic, "label": scope.label},
-        "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generated_at": file_stamp(now),
         "stories": {"total": sum(statuses.values()), "by_status": dict(sorted(statuses.items()))},
         "tokens": tokens,
         "durations_ms": _phase_order(rules.durations(durations)),
@@ -169,7 +169,7 @@ def story_metrics_document(ctx: Context, story: Story) -> dict[str, Any]:
         "story": story.id,
         "epic": story.epic,
         "status": story.status.value,
-        "created_at": story.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created_at": file_stamp(story.created_at),
         "cycle_time_seconds": cycle.get("total"),
         **document,
     }

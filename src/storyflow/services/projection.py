@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from storyflow.domain.budgets import BudgetPhase, Enforcement, PhaseBudget
-from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story
+from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story, file_stamp
 from storyflow.errors import StoryflowError
 from storyflow.services.context import Context
 from storyflow.services.ports import PendingWritesPort
@@ -60,8 +60,8 @@ def story_meta(story: Story) -> tuple[dict[str, Any], frozenset[str]]:
         "split_from": story.split_from,
         "superseded_by": list(story.superseded_by) or None,
         "details": dict(story.details) or None,  # plan metadata: feature, goal, gates, …
-        "created_at": story.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "updated_at": story.updated_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created_at": file_stamp(story.created_at),
+        "updated_at": file_stamp(story.updated_at),
     }
     remove = frozenset(k for k in OPTIONAL_KEYS if meta[k] is None)
     return {k: v for k, v in meta.items() if k not in remove}, remove
@@ -92,7 +92,7 @@ def token_budget_block(
     for entry in ledger:
         row: dict[str, Any] = {
             "phase": entry.phase.value,
-            "date": entry.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "date": file_stamp(entry.created_at),
             "tokens_used": entry.total_tokens,
             "input": entry.input_tokens,
             "output": entry.output_tokens,
@@ -106,6 +106,8 @@ def token_budget_block(
             row["agent"] = entry.agent
         if entry.cost_usd is not None:
             row["cost_usd"] = round(entry.cost_usd, 6)
+        if entry.note:
+            row["notes"] = entry.note  # the seed's key ("Document findings")
         measurements.append(row)
     costs = [e.cost_usd for e in ledger if e.cost_usd is not None]
     return {
@@ -136,12 +138,38 @@ def budget_drift(found: Any, expected: Mapping[str, Any]) -> list[str]:
     storyflow does not write; empty when they agree."""
     if not isinstance(found, dict):
         return ["the whole section"]
-    differ = [
-        f"{key} ({_short(found.get(key))} in the file, {_short(value)} in the database)"
-        for key, value in expected.items()
-        if found.get(key) != value
-    ]
+    differ = []
+    for key, value in expected.items():
+        if key == "actual_measurements":
+            differ += _measurements_drift(found.get(key), value)
+        elif found.get(key) != value:
+            differ.append(
+                f"{key} ({_short(found.get(key))} in the file, {_short(value)} in the database)"
+            )
     return differ + [f"{key} (not written by storyflow)" for key in found if key not in expected]
+
+
+def _measurements_drift(found: Any, expected: list[dict[str, Any]]) -> list[str]:
+    """``actual_measurements`` against the ledger's: the first entry that differs, and
+    where. An entry without ``notes`` leaves the ledger's note alone (a file rendered
+    before notes were)."""
+    key = "actual_measurements"
+    if not isinstance(found, list) or len(found) != len(expected):
+        return [f"{key} ({_short(found)} in the file, {_short(expected)} in the database)"]
+    for number, (mine, theirs) in enumerate(zip(found, expected, strict=True), start=1):
+        if isinstance(mine, dict) and "notes" not in mine:
+            theirs = {k: v for k, v in theirs.items() if k != "notes"}
+        if mine == theirs:
+            continue
+        if not isinstance(mine, dict):
+            return [f"{key} entry {number} (not a mapping in the file)"]
+        fields = [k for k in {**theirs, **mine} if mine.get(k) != theirs.get(k)]
+        return [
+            f"{key} entry {number}: {field} ({_short(mine.get(field))} in the file, "
+            f"{_short(theirs.get(field))} in the database)"
+            for field in fields
+        ]
+    return []
 
 
 def _short(value: Any) -> str:

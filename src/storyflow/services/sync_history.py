@@ -334,4 +334,14 @@ def _entry(story_id: str, row: Any, config: Config, source: str) -> LedgerEntry:
         source=origin,
         created_at=parse_time(row.get("date"), source, "token_budget date"),
         run_id=None if row.get("run_id") is None else str(row["run_id"]),
+        note=_note(row.get("notes")),
     )
+
+
+def _note(value: Any) -> str | None:
+    """A measurement's ``notes`` (free text; the seed writes one per finding)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("notes must be text (put it in quotes)")
+    return str(value)

@@ -128,10 +128,10 @@ def rebuild_story(
 def kept_columns(
     entries: list[tuple[LedgerEntry, str]], in_db: list[LedgerEntry]
 ) -> list[tuple[LedgerEntry, str]]:
-    """The file's ledger entries with what the Token Budget does not carry (the note, the
-    run) taken from the database's entry each one is: the same measurement at the file's
-    precision and the same agent, each database entry matched once, in order. What the
-    file does carry stays the file's."""
+    """The file's ledger entries with what the Token Budget does not carry (the run, and
+    the note of an entry rendered before notes were) taken from the database's entry each
+    one is: the same measurement at the file's precision and the same agent, each database
+    entry matched once, in order. What the file does carry stays the file's."""
     unmatched: dict[tuple[Any, ...], deque[LedgerEntry]] = defaultdict(deque)
     for entry in in_db:
         unmatched[(*ledger_key(entry), entry.agent)].append(entry)

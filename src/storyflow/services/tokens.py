@@ -15,7 +15,7 @@ from storyflow.domain.budgets import (
     evaluate,
     parse_phase,
 )
-from storyflow.domain.model import Epic, LedgerEntry, Story, parse_story_id
+from storyflow.domain.model import Epic, LedgerEntry, Story, file_stamp, parse_story_id
 from storyflow.errors import InvalidInput
 from storyflow.services.context import Context
 from storyflow.services.projection import (
@@ -223,6 +223,26 @@ def story_budget(ctx: Context, epic: Epic, story: Story) -> dict[str, Any]:
         "cost_usd": round(sum(cost.values()), 6),
         "unpriced_entries": unpriced,
         "entries": len(ledger),
+        "measurements": [_measurement(entry) for entry in ledger],
+    }
+
+
+def _measurement(entry: LedgerEntry) -> dict[str, Any]:
+    """One ledger entry as the story file's ``actual_measurements`` keep it (whole
+    seconds, cost to six places; the run is this database's only)."""
+    return {
+        "phase": entry.phase.value,
+        "date": file_stamp(entry.created_at),
+        "tokens": entry.total_tokens,
+        "input": entry.input_tokens,
+        "output": entry.output_tokens,
+        "cache_read": entry.cache_read_tokens,
+        "cache_write": entry.cache_write_tokens,
+        "source": entry.source,
+        "model": entry.model,
+        "agent": entry.agent,
+        "cost_usd": None if entry.cost_usd is None else round(entry.cost_usd, 6),
+        "note": entry.note,
     }
 
 

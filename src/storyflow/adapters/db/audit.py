@@ -25,7 +25,7 @@ SELECT DISTINCT story_id, to_status FROM workflow_transitions WHERE from_status 
 """
 Q_AUDIT_LEDGER = """
 SELECT story_id, phase, agent, model, input_tokens, output_tokens, cache_read_tokens,
-    cache_write_tokens, total_tokens, cost_usd, source, run_id, created_at
+    cache_write_tokens, total_tokens, cost_usd, source, run_id, note, created_at
 FROM workflow_token_logs ORDER BY story_id, id
 """
 Q_AUDIT_SUBMITTED = """

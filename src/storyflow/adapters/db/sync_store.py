@@ -373,6 +373,6 @@ def _token(entry: Any, epic: str) -> tuple[Any, ...]:
         entry.cost_usd,
         entry.source,
         entry.run_id,
-        entry.note,  # not in the story file: a rebuild of a known story keeps the database's
+        entry.note,  # the file's notes (an entry rendered before notes were: the database's)
         ts(entry.created_at),
     )

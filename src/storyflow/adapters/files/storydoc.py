@@ -138,7 +138,8 @@ def _front_matter(
     return front, body
 
 
-_YAML_BLOCK = re.compile(r"```ya?ml\s*\n(.*?)```", re.S)
+# The closing fence starts a line (a ``` inside a value does not close the block).
+_YAML_BLOCK = re.compile(r"```ya?ml\s*\n(.*?)^[ \t]*```", re.S | re.M)
 
 
 def _budget_from_markdown(text: str, source: str) -> Any:
@@ -247,7 +248,7 @@ def _log_header(tz_label: str) -> str:
 def _budget_markdown(token_budget: dict[str, Any]) -> str:
     return (
         "<!-- Rendered by storyflow from the token ledger; do not edit. -->\n\n"
-        "```yaml\n" + dump_yaml({"token_budget": token_budget}) + "```\n"
+        "```yaml\n" + dump_yaml({"token_budget": token_budget}, fenced=True) + "```\n"
     )
 
 

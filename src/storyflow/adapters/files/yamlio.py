@@ -102,6 +102,19 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_presenter)
 
 
+class _FencedDumper(_BaseDumper):  # type: ignore[misc,valid-type]
+    """For YAML inside a Markdown code fence: no line of the output may start with a fence
+    (```, ~~~), so text of several lines is written double-quoted on one line."""
+
+
+def _fenced_str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if "\n" in data or "`" in data or "~" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_FencedDumper.add_representer(str, _fenced_str_presenter)
+
+
 def _expanded_size(node: yaml.Node, limit: int) -> int:
     """Count nodes as if every alias were copied, memoising shared nodes; stop past limit."""
     memo: dict[int, int] = {}
@@ -397,10 +410,12 @@ def _contains_itself(data: Any) -> bool:
     return walk(data)
 
 
-def dump_yaml(data: Any) -> str:
+def dump_yaml(data: Any, *, fenced: bool = False) -> str:
     """Block-style YAML. Documents of short single-line scalars (all the engine renders on
     every change: Token Budget blocks, Agent Log rows, metadata) are written directly, an
-    order of magnitude faster than the emitter; anything else goes through PyYAML."""
+    order of magnitude faster than the emitter; anything else goes through PyYAML.
+    ``fenced``: for a Markdown code fence, every scalar on its key's line (no line starts
+    with a fence a scalar holds)."""
     if isinstance(data, dict | list) and data:
         out: list[str] = []
         try:
@@ -409,6 +424,11 @@ def dump_yaml(data: Any) -> str:
             pass
         else:
             return "".join(out)
+    if fenced:
+        width = 2**31 - 1  # no folding: a folded line could start with ```
+        return str(
+            yaml.dump(data, Dumper=_FencedDumper, sort_keys=False, allow_unicode=True, width=width)
+        )
     return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100))
 
 
