@@ -197,6 +197,12 @@ CODES: dict[str, ErrorCode] = _codes(
     ("SYNC_CONFLICT", 5, "A datum changed in a file and in the database since the last sync."),
     ("AGENT_LOG_EDITED", 5, "A story file's Agent Log lost or changed rows the database holds."),
     (
+        "INVALID_MEASUREMENT",
+        7,
+        "A Token Budget entry added by hand cannot be logged (no phase, no tokens, counts "
+        "that do not add up).",
+    ),
+    (
         "AGENT_LOG_INVALID",
         3,
         "A story file's Agent Log is not one history the state machine allows "

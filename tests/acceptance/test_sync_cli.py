@@ -125,6 +125,111 @@ def test_measurement_notes_travel_in_both_layouts_whatever_their_text(
     ok(fresh.cli("check"))
 
 
+SEED_MEASUREMENT = """\
+  - phase: elaboration
+    date: "2026-02-05"
+    tokens_used: 12847
+    notes: "Graph analysis added complexity"
+"""
+
+
+def _append_measurements(path: Path, entries: str) -> str:
+    """Append entries to the file's actual_measurements as the seed's process does by hand;
+    the file's text after."""
+    text = path.read_text(encoding="utf-8").replace(
+        "  actual_measurements: []\n", "  actual_measurements:\n"
+    )  # no entry yet: the seed's starting point
+    assert text.count("\n  total_used:") == 1
+    edited = text.replace("\n  total_used:", "\n" + entries.rstrip("\n") + "\n  total_used:")
+    path.write_text(edited, encoding="utf-8")
+    return edited
+
+
+def test_measurements_added_to_the_token_budget_by_hand_are_logged(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """The seed's measurement process ends with "add to story's actual_measurements": sync
+    records such entries as token log would (a /cost delta, or reported counts priced by
+    the catalogue), with an Agent Log row, and renders the file."""
+    flow = Flow(workspace)
+    flow.epic("FLOW", "--layout", "staged")
+    story_id = flow.story("FLOW")
+    ok(workspace.cli("token", "log", story_id, "elaboration", "--input", "10", "--output", "5"))
+    path = _path(workspace, story_id)
+    _append_measurements(
+        path,
+        SEED_MEASUREMENT
+        + "  - phase: code_review\n    input: 1000\n    output: 200\n"
+        + "    model: claude-sonnet-4\n    agent: reviewer-bot\n",
+    )
+    found = workspace.run("check", "--json")
+    assert found.code == 3, found
+    [finding] = found.json["findings"]
+    assert "actual_measurements: 2 entries after the ledger's, not logged" in finding["message"]
+    assert finding["hint"].startswith("storyflow sync logs the entries added"), finding
+    report = _report(workspace.run("sync", "--json"), 0)
+    [change] = report["changes"]
+    assert (change["action"], change["story"]) == ("tokens_logged", story_id), report
+    assert change["measurements"] == [
+        {"phase": "elaboration", "tokens": 12847, "source": "measured", "model": None},
+        {"phase": "code_review", "tokens": 1200, "source": "reported", "model": "claude-sonnet-4"},
+    ]
+    assert report["problems"] == [], report
+    shown = ok(workspace.cli("budget", "show", story_id, "--json")).json
+    added = shown["measurements"][1:]
+    assert [(m["tokens"], m["source"], m["note"], m["agent"]) for m in added] == [
+        (12847, "measured", "Graph analysis added complexity", "tester"),
+        (1200, "reported", None, "reviewer-bot"),
+    ]
+    assert added[1]["cost_usd"] and added[1]["cost_usd"] > 0  # priced by the catalogue
+    assert shown["phases"]["elaboration"]["used"] == 15 + 12847
+    text = path.read_text(encoding="utf-8")
+    assert "tokens: elaboration +12,847 (measured)" in text  # the Agent Log says so
+    assert "tokens_used: 12847\n    input: 0" in text  # rendered as storyflow writes it
+    ok(workspace.cli("check"))
+    assert _report(workspace.run("sync", "--json"), 0)["nothing_to_do"]
+    fresh = clones.fresh(workspace)
+    _report(fresh.run("sync", "--json"), 0)
+    budget = ("budget", "show", story_id, "--json")
+    assert ok(fresh.cli(*budget)).json == ok(workspace.cli(*budget)).json
+
+
+def test_a_measurement_added_by_hand_that_cannot_be_logged_is_reported_and_kept(
+    workspace: Workspace,
+) -> None:
+    flow = Flow(workspace)
+    flow.epic("FLOW", "--layout", "staged")
+    story_id = flow.story("FLOW")
+    path = _path(workspace, story_id)
+    budget = ("budget", "show", story_id, "--json")
+    before = ok(workspace.cli(*budget)).json
+    refused = {
+        "    tokens_used: 5\n": ("INVALID_MEASUREMENT", "phase is missing"),
+        "    input: 10\n    output: 5\n    tokens_used: 99\n": (
+            "INVALID_MEASUREMENT",
+            "tokens_used 99 is not input + output + cache (15)",
+        ),
+        "    tokens_used: 5\n    model: nonesuch\n": ("UNKNOWN_MODEL", "unknown model"),
+    }
+    for body, (code, words) in refused.items():
+        phase = "" if "phase" in words else "    phase: implementation\n"
+        entry = "  - " + (phase + body)[4:]
+        text = _append_measurements(path, SEED_MEASUREMENT + entry)
+        report = _report(workspace.run("sync", "--json"), 7)
+        [problem] = report["problems"]
+        assert (problem["code"], problem["story"]) == (code, story_id), report
+        assert words in problem["message"] and "measurement 2" in problem["message"], problem
+        assert report["changes"] == [], report  # nothing of the story, not even the good one
+        assert path.read_text(encoding="utf-8") == text  # the person's entries stay
+        assert ok(workspace.cli(*budget)).json == before
+        # --prefer db drops them: the file is the ledger's again
+        report = _report(workspace.run("sync", "--prefer", "db", "--json"), 0)
+        assert [p["code"] for p in report["problems"]] == ["PROJECTION_EDITED"], report
+        assert "tokens_used: 12847" not in path.read_text(encoding="utf-8")
+        assert ok(workspace.cli(*budget)).json == before
+        ok(workspace.cli("check"))
+
+
 def _uninitialised_clone(ws: Workspace, clones: Clones, name: str = "first") -> Workspace:
     """A clone as git gives it: storyflow.yaml and plans/, no .storyflow/, no init run; on
     the embedded default (the local database is what a clone lacks: a team's PostgreSQL

@@ -30,7 +30,7 @@ from storyflow.domain.statuses import Status, parse_status
 from storyflow.errors import StoryflowError
 from storyflow.services.check_folders import StoryFolder, infer_layout
 from storyflow.services.ports import FilesPort
-from storyflow.services.projection import budget_drift, token_budget_block
+from storyflow.services.projection import budget_drift, measurements_added, token_budget_block
 from storyflow.services.source_lines import SourceLines, scan_lines
 
 # The engine's own files in a story folder (adapters/files/story_files.ENGINE_FILES; a test
@@ -229,13 +229,21 @@ def _check_token_budget(item: StoryCheck, found: Any, lines: SourceLines, path: 
     expected = token_budget_block(item.budgets, story, epic, item.audit.ledger.get(story.id, []))
     differ = budget_drift(found, expected)
     if differ:
+        added = isinstance(found, dict) and measurements_added(
+            found.get("actual_measurements"), expected["actual_measurements"]
+        )
         item.add(
             "CHECK_TOKEN_BUDGET_DRIFT",
             "the Token Budget section differs from the ledger and budgets: " + "; ".join(differ),
             file=path,
             line=lines.of("token_budget"),
-            hint=f"storyflow story render {story.id} re-renders it (the section is never "
-            "edited by hand; storyflow token log records usage)",
+            hint=(
+                "storyflow sync logs the entries added (storyflow story render "
+                f"{story.id} drops them)"
+                if added
+                else f"storyflow story render {story.id} re-renders it (the section is never "
+                "edited by hand but to add measurements; storyflow token log records usage)"
+            ),
         )
 
 

@@ -154,12 +154,13 @@ def _measurements_drift(found: Any, expected: list[dict[str, Any]]) -> list[str]
     where. An entry without ``notes`` leaves the ledger's note alone (a file rendered
     before notes were)."""
     key = "actual_measurements"
+    added = measurements_added(found, expected)
+    if added:
+        return [f"{key}: {added} entr{'y' if added == 1 else 'ies'} after the ledger's, not logged"]
     if not isinstance(found, list) or len(found) != len(expected):
         return [f"{key} ({_short(found)} in the file, {_short(expected)} in the database)"]
     for number, (mine, theirs) in enumerate(zip(found, expected, strict=True), start=1):
-        if isinstance(mine, dict) and "notes" not in mine:
-            theirs = {k: v for k, v in theirs.items() if k != "notes"}
-        if mine == theirs:
+        if _same_measurement(mine, theirs):
             continue
         if not isinstance(mine, dict):
             return [f"{key} entry {number} (not a mapping in the file)"]
@@ -170,6 +171,22 @@ def _measurements_drift(found: Any, expected: list[dict[str, Any]]) -> list[str]
             for field in fields
         ]
     return []
+
+
+def measurements_added(found: Any, expected: list[dict[str, Any]]) -> int:
+    """How many entries a file's ``actual_measurements`` lists after the ledger's (which
+    it lists unchanged before them): entries a person added, which sync logs."""
+    if not isinstance(found, list) or len(found) <= len(expected):
+        return 0
+    same = all(_same_measurement(m, t) for m, t in zip(found, expected, strict=False))
+    return len(found) - len(expected) if same else 0
+
+
+def _same_measurement(mine: Any, theirs: dict[str, Any]) -> bool:
+    """A file's entry against the ledger's; one without ``notes`` leaves the note alone."""
+    if isinstance(mine, dict) and "notes" not in mine:
+        theirs = {k: v for k, v in theirs.items() if k != "notes"}
+    return bool(mine == theirs)
 
 
 def _short(value: Any) -> str:

@@ -15,6 +15,7 @@ write to files waits for the sync's commit (``DeferredFiles``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from storyflow.services.projection import (
 from storyflow.services.sync_deferred import DeferredFiles
 from storyflow.services.sync_fields import editable_fields, story_fields
 from storyflow.services.sync_history import ledger, log_rows
+from storyflow.services.sync_measurements import added_rows, log_added
 from storyflow.services.sync_merge import (
     decide,
     engine_edits,
@@ -307,17 +309,25 @@ class Session:
         else:
             sides.db_side += sides.conflicts
         edits = {name: fields[name] for name in sides.file_side}
+        added: list[Any] = []
+        if not (peer or log.behind or log.tampered or self.prefer == "db"):
+            # the seed's "add to story's actual_measurements"; --prefer db reverts them
+            added = added_rows(self.ctx, story.id, doc.token_budget, scanned.path)
         mark = self.deferred.mark()
         if log.tampered:  # before the changes' projections, which then write the whole log
             self.deferred.later(lambda: self.files.reset_agent_log(scanned.path))
         reason = doc.meta.get("blocked_reason")
-        if not self.apply(item, story, new_artifacts, peer, edits, reason, conflicts):
+        if not self.apply(
+            item, story, new_artifacts, peer, edits, reason, conflicts, added, scanned.path
+        ):
             self.deferred.rollback_to(mark)
             return
         self.report.conflicts.extend(conflicts)
         current = self.ctx.store.get_story(story.id) or story
         reverted = [] if (log.behind or log.tampered) else engine_edits(doc.meta, current)
-        if not (log.behind or log.tampered) and self._budget_edited(doc, current, item.epic):
+        if not (log.behind or log.tampered) and self._budget_edited(
+            doc, current, item.epic, measurements_added=bool(added)
+        ):
             reverted.append("the Token Budget")
         if log.tampered:
             self.report.problems.append(
@@ -329,7 +339,9 @@ class Session:
                     code="PROJECTION_EDITED",
                     message=f"{scanned.path}: {key} is rendered by storyflow; the hand edit "
                     "was reverted",
-                    hint="change it through storyflow commands",
+                    hint=_BUDGET_HINT
+                    if key == "the Token Budget"
+                    else "change it through storyflow commands",
                     file=scanned.path,
                     story=story.id,
                     warning=True,
@@ -342,7 +354,7 @@ class Session:
             self.rendered.discard(story.id)  # render again, after everything queued so far
             why = "the database moved on" if log.behind and not sides.db_side else None
             self.render(item.epic, story.id, scanned.path, why or "the database's values win")
-        elif not (edits or new_artifacts):
+        elif not (edits or new_artifacts or added):
             # As rendered (by this engine, or by the peer whose rows were just replayed):
             # nothing to write back.
             self.record(scanned, loaded.sha256, story.id, ArtifactKind.STORY.value, current.version)
@@ -370,22 +382,30 @@ class Session:
             )
         )
 
-    def _budget_edited(self, doc: Any, story: Story, epic: Epic) -> bool:
+    def _budget_edited(
+        self, doc: Any, story: Story, epic: Epic, *, measurements_added: bool = False
+    ) -> bool:
         """Whether the file's Token Budget says other than the ledger and the epic's budgets
-        render: its entries, or the keys derived from them (totals, limits, enforcement)."""
-        try:
-            in_file = ledger(story.id, doc.token_budget, self.ctx.config, "")
-        except StoryflowError:
-            return True
+        render: its entries, or the keys derived from them (totals, limits, enforcement).
+        After entries added by hand were logged, only the keys that do not follow them."""
         entries = self.ctx.store.ledger(story.id)
-        if ledger_differs(in_file, entries):
-            return True
+        if not measurements_added:
+            try:
+                in_file = ledger(story.id, doc.token_budget, self.ctx.config, "")
+            except StoryflowError:
+                return True
+            if ledger_differs(in_file, entries):
+                return True
         if doc.token_budget is None:
             return False
         budgets = effective_budgets(self.ctx, epic)
-        return bool(
-            budget_drift(doc.token_budget, token_budget_block(budgets, story, epic, entries))
-        )
+        expected = token_budget_block(budgets, story, epic, entries)
+        found = doc.token_budget
+        if measurements_added and isinstance(found, dict):
+            derived = ("actual_measurements", "total_used", "cost_usd")
+            expected = {k: v for k, v in expected.items() if k not in derived}
+            found = {k: v for k, v in found.items() if k not in derived}
+        return bool(budget_drift(found, expected))
 
     def apply(
         self,
@@ -396,11 +416,15 @@ class Session:
         edits: dict[str, Any],
         blocked_reason: Any,
         resolved: list[Conflict],
+        added: Sequence[Any] = (),
+        path: str | None = None,
     ) -> bool:
         """Apply one story's file-side changes as a whole (one savepoint): first the rows
         another clone appended to its log, as it made them, then the hand edits through
-        the rules; False when one was refused (reported; nothing of the story applied)."""
-        if not (new_artifacts or peer or edits or resolved):
+        the rules (measurements ``added`` to the Token Budget before a status change, whose
+        budget check counts them); False when one was refused (reported; nothing of the
+        story applied)."""
+        if not (new_artifacts or peer or edits or resolved or added):
             return True
         mark = self.deferred.mark()
         changes: list[Change] = []
@@ -420,6 +444,10 @@ class Session:
                 if edits:
                     stories.update_story(self.ctx, story.id, **update_args(edits))
                     changes.append(_change("updated", None, story, item.epic, {"fields": edits}))
+                if added:
+                    logged = log_added(self.ctx, story.id, list(added), path or story.id)
+                    detail = {"measurements": logged}
+                    changes.append(_change("tokens_logged", path, story, item.epic, detail))
                 if status is not None:
                     reason = None
                     if status == Status.BLOCKED.value and blocked_reason is not None:
@@ -479,6 +507,12 @@ class Session:
         )
         self.render(item.epic, story.id, item.folder.path, "the folder is in the wrong stage")
 
+
+_BUDGET_HINT = (
+    "the Token Budget follows the ledger: record usage with storyflow token log ID PHASE "
+    "(--input/--output, or --before/--after, --note), or add entries after its last one in "
+    "actual_measurements, which sync logs; limits follow the epic's budgets"
+)
 
 # Errors that mean another process changed the story meanwhile -> the warning's code.
 _CONCURRENT = {

@@ -284,7 +284,7 @@ def ledger(story_id: str, block: Any, config: Config, source: str) -> list[Ledge
     entries = []
     for index, row in enumerate(rows, start=1):
         try:
-            entries.append(_entry(story_id, row, config, source))
+            entries.append(ledger_entry(story_id, row, config, source))
         except (KeyError, TypeError, ValueError, StoryflowError) as exc:
             raise InvalidInput(
                 f"{source}: token_budget measurement {index}: {exc}",
@@ -302,7 +302,9 @@ def _count(row: dict[str, Any], key: str) -> int:
     return value
 
 
-def _entry(story_id: str, row: Any, config: Config, source: str) -> LedgerEntry:
+def ledger_entry(story_id: str, row: Any, config: Config, source: str) -> LedgerEntry:
+    """One ``actual_measurements`` entry; KeyError, TypeError or ValueError (or an
+    InvalidInput for its date) says what is wrong with it."""
     if not isinstance(row, dict):
         raise ValueError("not a mapping")
     counts = {k: _count(row, k) for k in ("input", "output", "cache_read", "cache_write")}

@@ -141,6 +141,10 @@ def _human(data: dict[str, Any]) -> None:
             extra = ", ".join(f"{k}={v}" for k, v in change.get("fields", {}).items())
         elif change["action"] == "submitted":
             extra = f"{change.get('kind')} v{change.get('version')}"
+        elif change["action"] == "tokens_logged":
+            extra = ", ".join(
+                f"{m['phase']} +{m['tokens']:,} ({m['source']})" for m in change["measurements"]
+            )
         where = f" ({change['file']})" if change.get("file") else ""
         echo(f"{change['direction']:<10} {change['action']} {what} {extra}".rstrip() + where)
     for conflict in data["conflicts"]:
