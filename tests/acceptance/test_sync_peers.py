@@ -416,6 +416,58 @@ def test_a_peers_artifact_version_whose_file_was_not_committed_waits_for_it(
     _agree(a, b)
 
 
+def _needs_refinement(tmp_path: Path) -> Path:
+    """An elaboration like the example, with another verdict."""
+    second = tmp_path / "elaboration-v2.yaml"
+    text = ELABORATION.read_text(encoding="utf-8")
+    second.write_text(text.replace("verdict: PASS", "verdict: NEEDS_REFINEMENT"), "utf-8")
+    return second
+
+
+def test_an_older_file_under_the_name_of_a_peers_new_version_is_not_taken_for_it(
+    team: tuple[Workspace, Workspace], tmp_path: Path
+) -> None:
+    """The staged layout keeps one elaboration.yaml: Alice submits v2 (another verdict) and
+    commits all but the file. Bob's folder still has v1's file under that name: its verdict
+    is not the one the row states, so it is not registered as v2; the story waits."""
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _commit(a.root, "alice: elaboration v1")
+    _pull(b)
+    _as(b, "bob", "sync")
+    _as(
+        a,
+        "alice",
+        "artifact",
+        "submit",
+        "FLOW-001",
+        "elaboration",
+        str(_needs_refinement(tmp_path)),
+    )
+    forgotten = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    _commit_all_but(a.root, forgotten, "alice: elaboration v2 (without the file)")
+    before = _view(b, "FLOW-001")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json", status=6).json
+    [problem] = report["problems"]
+    assert (problem["code"], problem["story"]) == ("ARTIFACT_FILE_MISSING", "FLOW-001"), report
+    assert "elaboration v2" in problem["message"], problem
+    assert "its verdict is PASS, the row's NEEDS_REFINEMENT" in problem["message"], problem
+    assert _view(b, "FLOW-001") == before  # v1 stays v1; nothing of the rows applied
+    # Alice commits the file: Bob's clone takes v2 as she made it.
+    _commit(a.root, "alice adds elaboration.yaml")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    assert [c["action"] for c in report["changes"]] == ["log_appended"], report
+    listed = _json(b, "artifact", "list", "FLOW-001")
+    assert [(x["version"], x["verdict"]) for x in listed if x["kind"] == "elaboration"] == [
+        (1, "PASS"),
+        (2, "NEEDS_REFINEMENT"),
+    ]
+    _agree(a, b)
+
+
 def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_version(
     workspace: Workspace, clones: Clones
 ) -> None:
@@ -440,6 +492,39 @@ def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_ver
     assert warning["file"].endswith("FLOW-001/elaboration.yaml"), warning
     shown = _json(fresh, "story", "show", "FLOW-001")
     assert (shown["status"], shown["version"]) == ("in-elaboration", 4), shown
+    assert [x["kind"] for x in _json(fresh, "artifact", "list", "FLOW-001")] == []
+
+
+def test_a_fresh_clone_reads_a_story_whose_file_is_an_older_version_without_the_new_one(
+    workspace: Workspace, clones: Clones, tmp_path: Path
+) -> None:
+    a = workspace
+    _as(a, "alice", "epic", "new", "FLOW", "--title", "Flow", "--layout", "staged")
+    _as(a, "alice", "story", "new", "FLOW", "--title", "story")
+    path = next((a.root / "plans").rglob("story.yaml"))
+    text = path.read_text(encoding="utf-8").replace("reuse_plan: ''", "reuse_plan: Reuses x.")
+    path.write_text(text, encoding="utf-8")
+    _as(a, "alice", "sync")
+    _as(a, "alice", "story", "move", "FLOW-001", "generated")
+    _as(a, "alice", "story", "move", "FLOW-001", "in-elaboration")
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _as(
+        a,
+        "alice",
+        "artifact",
+        "submit",
+        "FLOW-001",
+        "elaboration",
+        str(_needs_refinement(tmp_path)),
+    )
+    fresh = clones.fresh(a, "fresh")
+    older = next((fresh.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    older.write_text(ELABORATION.read_text(encoding="utf-8"), encoding="utf-8")  # v1's file
+    report = _as(fresh, "carl", "sync", "--json").json
+    [warning] = report["problems"]
+    assert (warning["code"], warning["level"]) == ("ARTIFACT_FILE_MISSING", "warning"), report
+    assert "elaboration v2" in warning["message"], warning
+    assert "its verdict is PASS, the row's NEEDS_REFINEMENT" in warning["message"], warning
     assert [x["kind"] for x in _json(fresh, "artifact", "list", "FLOW-001")] == []
 
 

@@ -191,6 +191,10 @@ def prepare_story(
         if isinstance(artifact, str):  # no row names it: submitted afterwards
             result.new_artifacts.append((scanned, kind))
             continue
+        if isinstance(artifact, Submission):  # the folder has another version's file
+            result.missing.append(artifact)
+            result.missing.sort(key=lambda s: s.story_version)
+            continue
         registered.add(artifact["sha256"])
         out.artifacts.append(artifact)
         result.records.append(_record(scanned, artifact["sha256"], story, kind))
@@ -303,9 +307,13 @@ def artifact_row(
     scanned: ScannedFile,
     kind: ArtifactKind,
     report: SyncReport,
-) -> dict[str, Any] | str | None:
+) -> dict[str, Any] | str | Submission | None:
     """The artifact row for a file the log says was submitted; "new" for a file no row
-    names (it is submitted through the rules afterwards); None when it cannot be read."""
+    names (it is submitted through the rules afterwards); None when it cannot be read; the
+    submission, saying why, when the file is not the version the row submits (its verdict
+    is not the row's: an older file, the clone that submitted it did not commit the new
+    one). A file with the row's verdict is taken as that version (an identical
+    resubmission is legitimate, so equal content proves nothing either way)."""
     submission = history.submissions.get((kind, scanned.name))
     if submission is None:
         return "new"
@@ -339,6 +347,11 @@ def artifact_row(
         report.problems.append(Problem.from_error(exc, file=scanned.path, story=story.id))
         return None
     verdict_field = VERDICT_FIELD.get(kind)
+    verdict = content.get(verdict_field) if verdict_field else None
+    if submission.verdict is not None and verdict is not None and verdict != submission.verdict:
+        return replace(
+            submission, found=f"its verdict is {verdict}, the row's {submission.verdict}"
+        )
     return {
         "story_id": story.id,
         "kind": kind,
@@ -347,7 +360,7 @@ def artifact_row(
         "sha256": loaded.sha256,
         "raw": loaded.text,
         "content": content,
-        "verdict": content.get(verdict_field) if verdict_field else None,
+        "verdict": verdict,
         "story_version": submission.story_version,
         "submitted_by": submission.agent,
         "submitted_at": submission.at,

@@ -87,6 +87,8 @@ class Submission:
     agent: str
     at: datetime
     story_version: int
+    verdict: str | None = None  # as the row states it ("KIND vN submitted: VERDICT")
+    found: str | None = None  # why the folder's file is not this version (None: no file)
 
 
 @dataclass(kw_only=True)
@@ -222,6 +224,7 @@ def _other_row(history: History, row: AgentLogRow, index: int, source: str) -> N
             agent=row.agent,
             at=parse_time(row.timestamp, source, "Agent Log timestamp"),
             story_version=index,
+            verdict=submitted["verdict"],
         )
         return
     approved = APPROVED_ROW.match(row.action)
@@ -260,9 +263,11 @@ def missing_file_error(
         f"row {s.story_version} submits {s.kind.value} v{s.version} ({s.file_name})"
         for s in missing
     )
+    other = [f"{s.file_name} is another version: {s.found}" for s in missing if s.found]
+    folder = "the story folder has no such file" if not other else "; ".join(other)
     paths = missing_paths(story_path, missing)
     return NotFoundError(
-        f"{story_path}: {what}, but the story folder has no such file: {outcome}",
+        f"{story_path}: {what}, but {folder}: {outcome}",
         code="ARTIFACT_FILE_MISSING",
         hint=hint,
         details={"file": paths[0], "story": story_id, "missing": paths, "rows": what},

@@ -27,12 +27,13 @@ from storyflow.domain.budgets import Enforcement
 from storyflow.domain.model import AgentLogRow, Epic, LedgerEntry, Story
 from storyflow.domain.statuses import Status
 from storyflow.domain.transitions import find_edge
-from storyflow.errors import RuleViolation
+from storyflow.errors import RuleViolation, StoryflowError
 from storyflow.services.context import Context
 from storyflow.services.rebuild import artifact_row
 from storyflow.services.sync_fields import FIELDS
 from storyflow.services.sync_history import (
     History,
+    Submission,
     apply_move,
     ledger,
     missing_file_error,
@@ -108,23 +109,19 @@ def read_peer(
     )
     missing = missing_files(named, artifact_files)
     if missing:
-        raise missing_file_error(
-            story.id,
-            path,
-            missing,
-            f"{story.id}'s new Agent Log rows wait for it",
-            hint=f"the clone that submitted it did not commit it: there, git add "
-            f"{' '.join(missing_paths(path, missing))}, commit and push; here, pull and run "
-            "storyflow sync again. Or keep this database's side: storyflow sync --prefer db "
-            f"re-renders {path} without those rows",
-        )
+        raise _waits(story.id, path, missing)
+    stale = []
     for scanned, kind in sorted(artifact_files, key=lambda a: a[0].path):
         row = artifact_row(ctx, files, epic, story, named, scanned, kind, report)
         if row is None:
             return None
-        if isinstance(row, dict):
+        if isinstance(row, Submission):
+            stale.append(row)
+        elif isinstance(row, dict):
             peer.artifacts.append(row)
             peer.registered.append((scanned, kind, str(row["sha256"])))
+    if stale:
+        raise _waits(story.id, path, sorted(stale, key=lambda s: s.story_version))
     peer.artifacts.sort(key=lambda a: a["story_version"])
     peer.approvals = [a for a in history.approvals if a["story_version"] > known]
     peer.ledger = _new_entries(ctx, story, doc, path)
@@ -133,6 +130,21 @@ def read_peer(
         peer.story.requires != story.requires
     )
     return peer
+
+
+def _waits(story_id: str, path: str, missing: list[Submission]) -> StoryflowError:
+    """ARTIFACT_FILE_MISSING for rows whose artifact file is not in the folder (or is
+    another version's): the story waits for the clone that submitted it."""
+    return missing_file_error(
+        story_id,
+        path,
+        missing,
+        f"{story_id}'s new Agent Log rows wait for it",
+        hint=f"the clone that submitted it did not commit it: there, git add "
+        f"{' '.join(missing_paths(path, missing))}, commit and push; here, pull and run "
+        "storyflow sync again. Or keep this database's side: storyflow sync --prefer db "
+        f"re-renders {path} without those rows",
+    )
 
 
 def _check_move(story_id: str, current: Status, move: dict[str, Any], path: str) -> None:
