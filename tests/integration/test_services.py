@@ -584,6 +584,13 @@ def test_requirements_gate_implementation(driver: Driver, workspace: Workspace) 
     # The note survives an update that gives none.
     assert [(r["met"], r["note"]) for r in listed] == [(False, "migration 002 live")]
     assert story_reads.show_story(ctx, story_id)["unmet_requirements"] == ["db-schema-002"]
+    # A name no story requires is recorded, with a warning that names the closest one.
+    typo = workspace.cli("requirement", "met", "db-schema-02")
+    assert typo.code == 0, typo
+    assert (
+        "db-schema-02: a new requirement, no story requires it yet (did you mean " in (typo.stderr)
+        and "db-schema-002?)" in typo.stderr
+    ), typo
 
 
 def test_requirement_names_are_checked(driver: Driver, workspace: Workspace) -> None:

@@ -191,7 +191,7 @@ def check_scopes(
     findings: list[Finding] = []
     for prefix in assignments.epics:
         if prefix not in epics:
-            close = _closest(prefix, epics)
+            close = closest(prefix, epics)
             findings.append(
                 Finding(
                     key=f"assignments.epics.{prefix}",
@@ -214,9 +214,10 @@ def check_scopes(
     return findings
 
 
-def _closest(word: str, candidates: Collection[str]) -> str | None:
-    """difflib's closest match; among equally close ones, the one with the same letters (a
-    transposition: FLWO for FLOW, not FLOX), then the first in order."""
+def closest(word: str, candidates: Collection[str]) -> str | None:
+    """difflib's closest match (for a "did you mean"); among equally close ones, the one
+    with the same letters (a transposition: FLWO for FLOW, not FLOX), then the first in
+    order."""
     close = difflib.get_close_matches(word, candidates, n=5)
     letters = sorted(word)
 
@@ -232,7 +233,7 @@ def _story_hint(story: str, epics: Collection[str], stories: Collection[str]) ->
     commands that would make one: a story's number is given out by ``story new``."""
     prefix = story.rsplit("-", 1)[0]
     candidates = [s for s in stories if s.startswith(f"{prefix}-")] if prefix in epics else stories
-    close = _closest(story, candidates)
+    close = closest(story, candidates)
     if close:
         return f"did you mean {close}? storyflow story list shows the stories"
     if prefix in epics:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
+from storyflow.domain.assignments import closest
 from storyflow.services.context import Context
 from storyflow.services.stories import parse_requirement
 from storyflow.services.unit_of_work import change
@@ -20,10 +20,10 @@ def set_requirement(
         if name not in known:
             # Recording one before any story names it is allowed (a plan imported later may);
             # a typo would otherwise leave the stories that wait for the real name waiting.
-            close = difflib.get_close_matches(name, known, n=1)
+            close = closest(name, known)
             ctx.warn(
                 f"{name}: a new requirement, no story requires it yet"
-                + (f" (did you mean {close[0]}?)" if close else "")
+                + (f" (did you mean {close}?)" if close else "")
             )
         ctx.store.set_requirement(name, met=met, note=note, by=ctx.actor, at=now)
         ctx.store.insert_event(
