@@ -493,6 +493,12 @@ def test_later_reviews_rerun_only_failed_reviewers_plus_typecheck_and_build(
     review = [r for r in runs_of(ctx, story) if r["phase"] == "review"]
     assert [r["verdict"] for r in review] == ["FAIL", "PASS"]
     assert review[1]["outcome"]["reviewers"]["style"] == "PASS"  # carried over
+    # The ledger notes name whose tokens each review's entry holds: those that ran.
+    notes = [e.note for e in ctx.store.ledger(story) if e.phase.value == "code_review"]
+    assert notes == [
+        "review attempt 1 (reviewers: build, lint, security, style, syntax, typecheck)",
+        "review attempt 1 (reviewers: build, lint, security, typecheck)",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,7 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
         for outcome in outcomes:
             key = outcome.model or s.model
             work.usage[key] = work.usage.get(key, Usage()) + outcome.usage
+            work.ran.setdefault(key, []).append(outcome.name)
         proof = ctx.store.latest_artifact(s.story.id, ArtifactKind.PROOF)
         content = aggregate(
             policy,

@@ -255,12 +255,12 @@ def _log_tokens(ctx: Context, s: Started, work: Work) -> BudgetDecision | None:
     """Log the run's tokens, one ledger entry per model; the decision at the phase's new
     total when those entries crossed a budget limit its level acts on (one for all the
     entries: a run that crosses both limits at once crossed the hard one)."""
-    reviewers = ", ".join(sorted(work.reviewers)) if work.reviewers else None
     totals: list[int] = []  # the budget phase's total before the first entry, then after each
     for model, usage in work.usage.items():
         if not usage.total:
             continue
         known = model if model in ctx.config.models else None
+        ran = ", ".join(sorted(work.ran.get(model, [])))  # whose tokens these are
         logged = token_service.log_tokens(
             ctx,
             s.story.id,
@@ -274,7 +274,7 @@ def _log_tokens(ctx: Context, s: Started, work: Work) -> BudgetDecision | None:
             cost_usd=usage.cost_usd,
             run_id=s.run_id,
             note=f"{s.phase.name.value} attempt {s.attempt}"
-            + (f" (reviewers: {reviewers})" if reviewers else ""),
+            + (f" (reviewers: {ran})" if ran else ""),
         )
         if not totals:
             totals.append(logged["phase_used"] - logged["tokens"])

@@ -85,7 +85,8 @@ class Work:
 
     usage: dict[str | None, Usage] = field(default_factory=dict)  # per model
     verdict: str | None = None
-    reviewers: dict[str, str] = field(default_factory=dict)
+    reviewers: dict[str, str] = field(default_factory=dict)  # with the PASSes carried over
+    ran: dict[str | None, list[str]] = field(default_factory=dict)  # reviewers run, per model
     titles: list[str] = field(default_factory=list)
     files: dict[ArtifactKind, Path] = field(default_factory=dict)
     tool_calls: list[ToolCall] = field(default_factory=list)
