@@ -675,7 +675,8 @@ Reuses @repo/shared.
 
 ## Token Budget
 
-<!-- Rendered by storyflow from the token ledger; do not edit. -->
+<!-- Rendered by storyflow from the token ledger. Record usage with storyflow token
+log, or add entries at the end of actual_measurements: storyflow sync logs them. -->
 
 ```yaml
 token_budget:

@@ -247,7 +247,8 @@ def _log_header(tz_label: str) -> str:
 
 def _budget_markdown(token_budget: dict[str, Any]) -> str:
     return (
-        "<!-- Rendered by storyflow from the token ledger; do not edit. -->\n\n"
+        "<!-- Rendered by storyflow from the token ledger. Record usage with storyflow token\n"
+        "log, or add entries at the end of actual_measurements: storyflow sync logs them. -->\n\n"
         "```yaml\n" + dump_yaml({"token_budget": token_budget}, fenced=True) + "```\n"
     )
 
