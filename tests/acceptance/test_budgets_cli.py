@@ -384,6 +384,32 @@ def test_budget_show_epic_roll_up(workspace: Workspace, flow: Flow) -> None:
     assert "over limits:" in human and b in human
 
 
+def test_a_storys_budget_lists_its_measurements_with_their_notes(
+    workspace: Workspace, flow: Flow
+) -> None:
+    sid = flow.story()
+    assert ok(workspace.run("budget", "show", sid, "--json")).json["measurements"] == []
+    assert "measurements:" not in ok(workspace.run("budget", "show", sid)).stdout
+    note = "graph analysis\nadded complexity"
+    flow.cli(
+        "token", "log", sid, "elaboration", "--input", "900", "--output", "100", "--note", note
+    )
+    flow.cli("token", "log", sid, "implementation", "--before", "10", "--after", "2010")
+    data = ok(workspace.run("budget", "show", sid, "--json")).json
+    assert [(m["phase"], m["tokens"], m["source"], m["note"]) for m in data["measurements"]] == [
+        ("elaboration", 1000, "reported", note),
+        ("implementation", 2000, "measured", None),
+    ]
+    assert data["entries"] == 2 and sum(m["tokens"] for m in data["measurements"]) == 3000
+    lines = ok(workspace.run("budget", "show", sid)).stdout.splitlines()
+    at = lines.index("measurements:")
+    assert lines[at + 1].split() == ["DATE", "PHASE", "TOKENS", "SOURCE", "MODEL", "AGENT", "NOTE"]
+    agent = data["measurements"][0]["agent"]
+    first = ["elaboration", "1,000", "reported", "-", agent, *note.split()]  # on one line
+    assert lines[at + 2].split()[1:] == first
+    assert lines[at + 3].split()[1:] == ["implementation", "2,000", "measured", "-", agent, "-"]
+
+
 def test_usd_cost_from_the_model_catalogue(workspace: Workspace, flow: Flow) -> None:
     sid = flow.story()
     other = flow.story()

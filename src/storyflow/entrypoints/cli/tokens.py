@@ -129,6 +129,23 @@ def budget_show(target: str, as_json: bool) -> None:
                 else ""
             )
         )
+        if data["measurements"]:
+            table(
+                ["date", "phase", "tokens", "source", "model", "agent", "note"],
+                [
+                    [
+                        m["date"],
+                        m["phase"],
+                        f"{m['tokens']:,}",
+                        m["source"],
+                        m["model"] or "-",
+                        m["agent"] or "-",
+                        " ".join((m["note"] or "").split()) or "-",  # one line
+                    ]
+                    for m in data["measurements"]
+                ],
+                title="measurements:",
+            )
         return
     echo(
         f"epic {data['epic']}: {data['total_used']:,} of ~{data['total_estimated']:,} tokens, "
