@@ -113,7 +113,7 @@ def _check_yaml(text: str, *, source: str, line_offset: int = 0) -> None:
     """``check_mapping``, except that a text with an explicit tag is loaded: the syntax check
     leaves tags alone, and only the safe constructor refuses one it does not know (which
     ``parse`` and storyflow check would then call unreadable). Nothing is ever executed."""
-    if _TAG.search(text):
+    if "!" in text and _TAG.search(text):  # the find first: the pattern scans at ~40 us/2 KB
         load_mapping(text, source=source, line_offset=line_offset)
     else:
         check_mapping(text, source=source, line_offset=line_offset)
