@@ -416,12 +416,12 @@ def test_a_peers_artifact_version_whose_file_was_not_committed_waits_for_it(
     _agree(a, b)
 
 
-def _needs_refinement(tmp_path: Path) -> Path:
-    """An elaboration like the example, with another verdict."""
+def _resubmit_needing_refinement(a: Workspace, tmp_path: Path) -> None:
+    """Alice submits FLOW-001's elaboration again, like the example with another verdict."""
     second = tmp_path / "elaboration-v2.yaml"
     text = ELABORATION.read_text(encoding="utf-8")
     second.write_text(text.replace("verdict: PASS", "verdict: NEEDS_REFINEMENT"), "utf-8")
-    return second
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(second))
 
 
 def test_an_older_file_under_the_name_of_a_peers_new_version_is_not_taken_for_it(
@@ -435,15 +435,7 @@ def test_an_older_file_under_the_name_of_a_peers_new_version_is_not_taken_for_it
     _commit(a.root, "alice: elaboration v1")
     _pull(b)
     _as(b, "bob", "sync")
-    _as(
-        a,
-        "alice",
-        "artifact",
-        "submit",
-        "FLOW-001",
-        "elaboration",
-        str(_needs_refinement(tmp_path)),
-    )
+    _resubmit_needing_refinement(a, tmp_path)
     forgotten = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
     _commit_all_but(a.root, forgotten, "alice: elaboration v2 (without the file)")
     before = _view(b, "FLOW-001")
@@ -468,11 +460,8 @@ def test_an_older_file_under_the_name_of_a_peers_new_version_is_not_taken_for_it
     _agree(a, b)
 
 
-def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_version(
-    workspace: Workspace, clones: Clones
-) -> None:
-    # (not the team's clones: on PostgreSQL, Bob's database is the one fresh clones get)
-    a = workspace
+def _elaborated(a: Workspace) -> Workspace:
+    """Alice's clone alone: FLOW-001 in elaboration with elaboration v1 (PASS) submitted."""
     _as(a, "alice", "epic", "new", "FLOW", "--title", "Flow", "--layout", "staged")
     _as(a, "alice", "story", "new", "FLOW", "--title", "story")
     path = next((a.root / "plans").rglob("story.yaml"))
@@ -482,6 +471,14 @@ def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_ver
     _as(a, "alice", "story", "move", "FLOW-001", "generated")
     _as(a, "alice", "story", "move", "FLOW-001", "in-elaboration")
     _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    return a
+
+
+def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_version(
+    workspace: Workspace, clones: Clones
+) -> None:
+    # (not the team's clones: on PostgreSQL, Bob's database is the one fresh clones get)
+    a = _elaborated(workspace)
     fresh = clones.fresh(a, "fresh")
     next((fresh.root / "plans").rglob("FLOW-001/elaboration.yaml")).unlink()
     # No other side to wait for: it warns, and reads the rest of the story.
@@ -498,25 +495,8 @@ def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_ver
 def test_a_fresh_clone_reads_a_story_whose_file_is_an_older_version_without_the_new_one(
     workspace: Workspace, clones: Clones, tmp_path: Path
 ) -> None:
-    a = workspace
-    _as(a, "alice", "epic", "new", "FLOW", "--title", "Flow", "--layout", "staged")
-    _as(a, "alice", "story", "new", "FLOW", "--title", "story")
-    path = next((a.root / "plans").rglob("story.yaml"))
-    text = path.read_text(encoding="utf-8").replace("reuse_plan: ''", "reuse_plan: Reuses x.")
-    path.write_text(text, encoding="utf-8")
-    _as(a, "alice", "sync")
-    _as(a, "alice", "story", "move", "FLOW-001", "generated")
-    _as(a, "alice", "story", "move", "FLOW-001", "in-elaboration")
-    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
-    _as(
-        a,
-        "alice",
-        "artifact",
-        "submit",
-        "FLOW-001",
-        "elaboration",
-        str(_needs_refinement(tmp_path)),
-    )
+    a = _elaborated(workspace)
+    _resubmit_needing_refinement(a, tmp_path)
     fresh = clones.fresh(a, "fresh")
     older = next((fresh.root / "plans").rglob("FLOW-001/elaboration.yaml"))
     older.write_text(ELABORATION.read_text(encoding="utf-8"), encoding="utf-8")  # v1's file
