@@ -641,6 +641,39 @@ def test_a_measurements_notes_reach_the_other_clones(
     _as(a, "alice", "check")
 
 
+def test_a_measurement_added_by_hand_behind_a_peers_rows_is_logged_not_taken_as_theirs(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    """Alice logs tokens, then adds a measurement by hand and commits without syncing. Bob's
+    sync replays her row's entry as she made it and logs the added one (its own row), which
+    reaches Alice's clone as Bob's row."""
+    a, b = team
+    _as(a, "alice", "token", "log", "FLOW-001", "elaboration", "--input", "90", "--output", "10")
+    path = next((a.root / "plans").rglob("FLOW-001/story.yaml"))
+    text = path.read_text(encoding="utf-8")
+    added = "  - phase: elaboration\n    tokens_used: 777\n    notes: by hand\n  total_used:"
+    path.write_text(text.replace("  total_used:", added, 1), encoding="utf-8")
+    _commit(a.root, "alice: tokens, and a measurement by hand")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    assert [(c["action"], c.get("ledger")) for c in report["changes"]] == [
+        ("log_appended", 1),
+        ("tokens_logged", None),
+    ], report
+    assert _ledger(b, "FLOW-001") == [(100, None, None), (777, "by hand", None)]
+    story_file = next((b.root / "plans").rglob("FLOW-001/story.yaml"))
+    assert "agent: bob\n  action: 'tokens: elaboration +777 (measured)'" in story_file.read_text(
+        encoding="utf-8"
+    )
+    _commit(b.root, "bob: synced")
+    _git(a.root, "pull", "-q", "--no-rebase", "origin", "master")
+    report = _as(a, "alice", "sync", "--json").json
+    assert [c["action"] for c in report["changes"]] == ["log_appended"], report
+    assert _ledger(a, "FLOW-001") == _ledger(b, "FLOW-001")
+    _agree(a, b)
+
+
 def test_prefer_db_on_a_diverged_log_one_row_longer_keeps_this_databases_side(
     team: tuple[Workspace, Workspace],
 ) -> None:

@@ -310,9 +310,10 @@ class Session:
             sides.db_side += sides.conflicts
         edits = {name: fields[name] for name in sides.file_side}
         added: list[Any] = []
-        if not (peer or log.behind or log.tampered or self.prefer == "db"):
+        if not (log.behind or log.tampered or self.prefer == "db"):
             # the seed's "add to story's actual_measurements"; --prefer db reverts them
-            added = added_rows(self.ctx, story.id, doc.token_budget, scanned.path)
+            replayed = peer.ledger if peer else []
+            added = added_rows(self.ctx, story.id, doc.token_budget, scanned.path, replayed)
         mark = self.deferred.mark()
         if log.tampered:  # before the changes' projections, which then write the whole log
             self.deferred.later(lambda: self.files.reset_agent_log(scanned.path))

@@ -31,6 +31,7 @@ IMPORTED_ROW = re.compile(r"^story imported from (?P<file>.+) \((?P<status>[a-z-
 SUBMITTED_ROW = re.compile(
     r"^(?P<kind>[a-z_]+) v(?P<version>\d+) submitted(?:: (?P<verdict>\S+))?$"
 )
+TOKENS_ROW = "tokens: "  # the row of one ledger entry (services/tokens.py log_tokens)
 APPROVED_ROW = re.compile(r"^elaboration v(?P<version>\d+) approved by (?P<by>.+)$", re.S)
 CONFIRMED = " [budget overrun confirmed]"
 

@@ -9,6 +9,7 @@ storyflow renders, and sync puts the ledger's back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from storyflow.domain.budgets import LedgerSource
@@ -26,13 +27,20 @@ _HINT = (
 )
 
 
-def added_rows(ctx: Context, story_id: str, block: Any, source: str) -> list[Any]:
-    """The entries the file lists after the ledger's own, when the file lists the ledger's
-    unchanged before them; otherwise none (an edit, which sync reverts)."""
+def added_rows(
+    ctx: Context,
+    story_id: str,
+    block: Any,
+    source: str,
+    replayed: Sequence[LedgerEntry] = (),
+) -> list[Any]:
+    """The entries the file lists after the ledger's own (and those another clone's rows
+    logged, ``replayed``), when the file lists those unchanged before them; otherwise none
+    (an edit, which sync reverts)."""
     if not isinstance(block, dict) or not isinstance(block.get("actual_measurements"), list):
         return []
     rows: list[Any] = block["actual_measurements"]
-    in_db = ctx.store.ledger(story_id)
+    in_db = [*ctx.store.ledger(story_id), *replayed]
     if len(rows) <= len(in_db):
         return []
     try:

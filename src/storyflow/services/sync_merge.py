@@ -10,11 +10,11 @@ from typing import Any
 from storyflow.domain.checks import LogIssueKind, compare_log, file_time
 from storyflow.domain.model import AgentLogRow, LedgerEntry, Story
 from storyflow.services.sync_fields import FIELDS
-from storyflow.services.sync_history import MOVE_ROW, SUBMITTED_ROW
+from storyflow.services.sync_history import MOVE_ROW, SUBMITTED_ROW, TOKENS_ROW
 
 UNKNOWN = object()
 # Log rows that change no editable field (besides the ones matched below).
-NEUTRAL_ROW = ("story created", "story imported from ", "tokens: ", "elaboration v")
+NEUTRAL_ROW = ("story created", "story imported from ", TOKENS_ROW, "elaboration v")
 UPDATED_ROW = ("updated ", "plan import: updated ")  # story update, plan import
 ENGINE_KEYS = ("blocked_reason", "blocked_from", "split_from", "superseded_by")
 

@@ -32,6 +32,7 @@ from storyflow.services.context import Context
 from storyflow.services.rebuild import artifact_row
 from storyflow.services.sync_fields import FIELDS
 from storyflow.services.sync_history import (
+    TOKENS_ROW,
     History,
     Submission,
     apply_move,
@@ -124,7 +125,7 @@ def read_peer(
         raise _waits(story.id, path, sorted(stale, key=lambda s: s.story_version))
     peer.artifacts.sort(key=lambda a: a["story_version"])
     peer.approvals = [a for a in history.approvals if a["story_version"] > known]
-    peer.ledger = _new_entries(ctx, story, doc, path)
+    peer.ledger = _new_entries(ctx, story, doc, path, peer.rows)
     peer.story = _after(story, state, fields, file_rows[known:], doc.meta, path, len(file_rows))
     peer.links = peer.story.depends_on != story.depends_on or (
         peer.story.requires != story.requires
@@ -172,11 +173,20 @@ def _check_move(story_id: str, current: Status, move: dict[str, Any], path: str)
         )
 
 
-def _new_entries(ctx: Context, story: Story, doc: Any, path: str) -> list[LedgerEntry]:
-    """The file's measurements beyond the ledger, when the ledger is their beginning (any
-    other difference is a hand edit of the Token Budget, which sync reverts)."""
-    in_file = ledger(story.id, doc.token_budget, ctx.config, path)
+def _new_entries(
+    ctx: Context, story: Story, doc: Any, path: str, rows: list[AgentLogRow]
+) -> list[LedgerEntry]:
+    """The measurements the new ``rows`` logged (each "tokens: …" row logged one): the
+    file's entries after the ledger's, when the ledger is their beginning (any other
+    difference is a hand edit of the Token Budget, which sync reverts). Entries listed
+    beyond those were added by hand: sync logs them afterwards (sync_measurements)."""
     in_db = ctx.store.ledger(story.id)
+    block = doc.token_budget
+    listed = block.get("actual_measurements") if isinstance(block, dict) else None
+    if isinstance(listed, list):
+        logged = sum(1 for row in rows if row.action.startswith(TOKENS_ROW))
+        block = {"actual_measurements": listed[: len(in_db) + logged]}
+    in_file = ledger(story.id, block, ctx.config, path)
     if [ledger_key(e) for e in in_file[: len(in_db)]] != [ledger_key(e) for e in in_db]:
         return []
     return in_file[len(in_db) :]
