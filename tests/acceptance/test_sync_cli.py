@@ -194,6 +194,33 @@ def test_measurements_added_to_the_token_budget_by_hand_are_logged(
     assert ok(fresh.cli(*budget)).json == ok(workspace.cli(*budget)).json
 
 
+def test_a_fresh_clone_logs_the_measurements_added_by_hand_after_its_rebuild(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """A rebuild reads the entries the Agent Log's "tokens: …" rows logged; those a person
+    added after them (not synced where they were written) are logged through the rules."""
+    flow = Flow(workspace)
+    flow.epic("REVI", "--layout", "flat")
+    story_id = flow.story("REVI")
+    ok(workspace.cli("token", "log", story_id, "elaboration", "--input", "10", "--output", "5"))
+    _append_measurements(_path(workspace, story_id), SEED_MEASUREMENT)
+    fresh = clones.fresh(workspace)
+    report = _report(fresh.run("sync", "--json"), 0)
+    assert report["rebuilt"]["stories"] == 1, report
+    assert [(c["action"], c["story"]) for c in report["changes"] if c["story"]] == [
+        ("imported", story_id),
+        ("tokens_logged", story_id),
+    ], report
+    measurements = ok(fresh.cli("budget", "show", story_id, "--json")).json["measurements"]
+    assert [(m["tokens"], m["source"], m["note"]) for m in measurements] == [
+        (15, "reported", None),
+        (12847, "measured", "Graph analysis added complexity"),
+    ]
+    assert "tokens: elaboration +12,847 (measured)" in _path(fresh, story_id).read_text("utf-8")
+    ok(fresh.cli("check"))
+    assert _report(fresh.run("sync", "--json"), 0)["nothing_to_do"]
+
+
 def test_a_measurement_added_by_hand_that_cannot_be_logged_is_reported_and_kept(
     workspace: Workspace,
 ) -> None:

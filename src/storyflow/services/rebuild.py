@@ -33,6 +33,8 @@ from storyflow.services.sync_history import (
     missing_files,
     parse_time,
     replay,
+    split_measurements,
+    token_rows,
 )
 from storyflow.services.sync_ports import (
     RebuildRows,
@@ -72,6 +74,7 @@ class Imported:
     records: list[SyncRecord] = field(default_factory=list)
     new_artifacts: list[tuple[ScannedFile, ArtifactKind]] = field(default_factory=list)
     missing: list[Submission] = field(default_factory=list)  # named by a row, not in the folder
+    added: list[Any] = field(default_factory=list)  # measurements added by hand: logged after
     needs_render: bool = False
 
     @property
@@ -147,7 +150,8 @@ def prepare_story(
         fields = editable_fields(doc.meta, doc.text, path)
         rows = log_rows(doc.agent_log, path)
         history = replay(story_id, rows, Status(fields["status"]), path)
-        entries = ledger(story_id, doc.token_budget, ctx.config, path)
+        block, added = split_measurements(doc.token_budget, token_rows(rows))
+        entries = ledger(story_id, block, ctx.config, path)
         story = _story(ctx, epic, story_id, fields, doc.meta, rows, history, path)
     except StoryflowError as exc:
         report.problems.append(Problem.from_error(exc, file=path, story=story_id))
@@ -176,6 +180,7 @@ def prepare_story(
         blocked_reason=doc.meta.get("blocked_reason"),
         needs_render=history.synthetic_creation,
         missing=missing_files(history, candidate.artifacts),
+        added=added,
     )
     if not history.synthetic_creation:
         result.records.append(_record(candidate.story_file, loaded.sha256, story))

@@ -275,6 +275,21 @@ def missing_file_error(
     )
 
 
+def token_rows(rows: Iterable[AgentLogRow]) -> int:
+    """How many ledger entries ``rows`` logged (log_tokens writes one row per entry)."""
+    return sum(1 for row in rows if row.action.startswith(TOKENS_ROW))
+
+
+def split_measurements(block: Any, logged: int) -> tuple[Any, list[Any]]:
+    """(the Token Budget block with its first ``logged`` measurements, those Agent Log rows
+    logged; the entries after them, added by hand, which sync logs). A block without a
+    list of measurements is returned whole: ``ledger`` says what is wrong with it."""
+    listed = block.get("actual_measurements") if isinstance(block, dict) else None
+    if not isinstance(listed, list):
+        return block, []
+    return {**block, "actual_measurements": listed[:logged]}, listed[logged:]
+
+
 def ledger(story_id: str, block: Any, config: Config, source: str) -> list[LedgerEntry]:
     """The ledger entries the Token Budget block lists (``actual_measurements``)."""
     if not isinstance(block, dict):

@@ -246,6 +246,7 @@ def follow_up(session: Session, item: Imported) -> None:
         artifacts=[],
     )
     edits = {"status": item.status_request.value} if item.status_request else {}
+    added = [] if session.prefer == "db" else item.added  # --prefer db drops them
     applied = session.apply(
         follow,
         item.story,
@@ -254,13 +255,17 @@ def follow_up(session: Session, item: Imported) -> None:
         edits,
         item.blocked_reason,
         [],
+        added,
+        story_path,
     )
-    if not applied and item.status_request:
+    if not applied and (item.status_request or added):
         # Not recorded: the next sync asks again (and reports it again).
         session.out[:] = [r for r in session.out if r.path != story_path]
     if item.needs_render:
         session.render(item.epic, item.story.id, story_path, "the Agent Log was empty")
-    changed = edits or item.new_artifacts
+    elif item.added and not added:
+        session.render(item.epic, item.story.id, story_path, "measurements added by hand dropped")
+    changed = edits or item.new_artifacts or added
     current = (ctx.store.get_story(item.story.id) if changed else None) or item.story
     session.check_stage(follow, current)
 

@@ -32,7 +32,6 @@ from storyflow.services.context import Context
 from storyflow.services.rebuild import artifact_row
 from storyflow.services.sync_fields import FIELDS
 from storyflow.services.sync_history import (
-    TOKENS_ROW,
     History,
     Submission,
     apply_move,
@@ -42,6 +41,8 @@ from storyflow.services.sync_history import (
     missing_paths,
     parse_time,
     replay,
+    split_measurements,
+    token_rows,
 )
 from storyflow.services.sync_merge import changed_by, ledger_key
 from storyflow.services.sync_ports import ScannedFile, SyncFilesPort, SyncRecord
@@ -181,11 +182,7 @@ def _new_entries(
     difference is a hand edit of the Token Budget, which sync reverts). Entries listed
     beyond those were added by hand: sync logs them afterwards (sync_measurements)."""
     in_db = ctx.store.ledger(story.id)
-    block = doc.token_budget
-    listed = block.get("actual_measurements") if isinstance(block, dict) else None
-    if isinstance(listed, list):
-        logged = sum(1 for row in rows if row.action.startswith(TOKENS_ROW))
-        block = {"actual_measurements": listed[: len(in_db) + logged]}
+    block, _ = split_measurements(doc.token_budget, len(in_db) + token_rows(rows))
     in_file = ledger(story.id, block, ctx.config, path)
     if [ledger_key(e) for e in in_file[: len(in_db)]] != [ledger_key(e) for e in in_db]:
         return []
