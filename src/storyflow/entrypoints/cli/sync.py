@@ -83,13 +83,15 @@ def sync(
     An empty database is rebuilt from the epic files (<root>/<PREFIX>.epic.yaml) and story
     folders: stories, statuses, history (the Agent Log), artifact versions and the token
     ledger. After that, a file changed since the last sync is applied through the rules (a
-    hand-edited status is a transition request), story files the database moved on from
-    are re-rendered, and a datum changed on both sides is a conflict, left alone unless
+    hand-edited status is a transition request, measurements added at the end of a Token
+    Budget are logged as token log would), story files the database moved on from are
+    re-rendered, and a datum changed on both sides is a conflict, left alone unless
     --prefer says which side wins. Unchanged files are skipped by size and mtime.
 
     Exit status: 0 all applied (or nothing to do); 5 conflicts left; 7 files that cannot
-    be read; 6 files missing (an artifact file an Agent Log row submits: the story waits
-    for it); 3 changes the rules refused. The report (--json) says which.
+    be read (or measurements that cannot be logged); 6 files missing (an artifact file an
+    Agent Log row submits: the story waits for it); 3 changes the rules refused. The
+    report (--json) says which.
     """
     from storyflow.bootstrap import sync_ports
     from storyflow.entrypoints.cli.common import service_context
