@@ -182,6 +182,8 @@ def test_measurements_added_to_the_token_budget_by_hand_are_logged(
         (1200, "reported", None, "reviewer-bot"),
     ]
     assert added[1]["cost_usd"] and added[1]["cost_usd"] > 0  # priced by the catalogue
+    assert added[0]["date"] == "2026-02-05T00:00:00Z"  # the date written down; none: now
+    assert added[1]["date"] >= shown["measurements"][0]["date"]
     assert shown["phases"]["elaboration"]["used"] == 15 + 12847
     text = path.read_text(encoding="utf-8")
     assert "tokens: elaboration +12,847 (measured)" in text  # the Agent Log says so
@@ -237,6 +239,10 @@ def test_a_measurement_added_by_hand_that_cannot_be_logged_is_reported_and_kept(
             "tokens_used 99 is not input + output + cache (15)",
         ),
         "    tokens_used: 5\n    model: nonesuch\n": ("UNKNOWN_MODEL", "unknown model"),
+        "    tokens_used: 5\n    date: last tuesday\n": (
+            "INVALID_MEASUREMENT",
+            "'last tuesday' is not an ISO-8601 time",
+        ),
     }
     for body, (code, words) in refused.items():
         phase = "" if "phase" in words else "    phase: implementation\n"

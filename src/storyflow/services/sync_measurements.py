@@ -53,8 +53,8 @@ def added_rows(
 
 
 def log_added(ctx: Context, story_id: str, rows: list[Any], source: str) -> list[dict[str, Any]]:
-    """Record each added entry through ``log_tokens`` (at the time of the sync: the ledger
-    is append-only, in the order storyflow learns of its entries); what each logged."""
+    """Record each added entry through ``log_tokens``, dated by its ``date`` (when sync
+    logs it, without one); what each logged."""
     logged = []
     first = len(ctx.store.ledger(story_id)) + 1
     for number, row in enumerate(rows, start=first):
@@ -95,6 +95,7 @@ def log_added(ctx: Context, story_id: str, rows: list[Any], source: str) -> list
                 agent=entry.agent,
                 cost_usd=entry.cost_usd,
                 note=entry.note,
+                used_at=entry.created_at,
                 **counts,
             )
         except InvalidInput as exc:  # an unknown model, a count out of range: say where
@@ -109,7 +110,7 @@ def log_added(ctx: Context, story_id: str, rows: list[Any], source: str) -> list
 
 
 def _parse(ctx: Context, story_id: str, row: Any, where: str, source: str) -> LedgerEntry:
-    if isinstance(row, dict):  # the ledger dates an entry when it records it (log_tokens)
+    if isinstance(row, dict) and row.get("date") is None:
         row = {**row, "date": file_stamp(ctx.now())}
     try:
         return ledger_entry(story_id, row, ctx.config, where)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from storyflow.domain.budgets import (
@@ -56,8 +57,11 @@ def log_tokens(
     estimated: bool = False,
     run_id: str | None = None,
     note: str | None = None,
+    used_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Append one ledger entry: reported counts, or a /cost before/after delta (measured)."""
+    """Append one ledger entry: reported counts, or a /cost before/after delta (measured).
+    ``used_at``: when the tokens were used, if not now (a measurement a person wrote down
+    with its date); the Agent Log row and the event are dated now."""
     parse_story_id(story_id)
     phase = parse_phase(phase_name)
     counts = (input_tokens, output_tokens, cache_read, cache_write)
@@ -125,7 +129,7 @@ def log_tokens(
             total_tokens=total,
             cost_usd=cost_usd,
             source=source.value,
-            created_at=now,
+            created_at=used_at or now,
             run_id=run_id,
             note=note,
         )
