@@ -410,6 +410,28 @@ def test_a_storys_budget_lists_its_measurements_with_their_notes(
     assert lines[at + 3].split()[1:] == ["implementation", "2,000", "measured", "-", agent, "-"]
 
 
+def test_token_log_used_at_dates_a_measurement_written_down_earlier(
+    workspace: Workspace, flow: Flow
+) -> None:
+    sid = flow.story()
+    measured = ("token", "log", sid, "elaboration", "--before", "100", "--after", "350")
+    logged = ok(workspace.run(*measured, "--used-at", "2026-02-05T14:30:00-07:00", "--json"))
+    assert logged.json["tokens"] == 250
+    ok(workspace.run(*measured, "--used-at", "2026-02-06"))
+    dates = [
+        m["date"] for m in ok(workspace.run("budget", "show", sid, "--json")).json["measurements"]
+    ]
+    assert dates == ["2026-02-05T21:30:00Z", "2026-02-06T00:00:00Z"]
+    listed = read_story(flow.path(sid))["token_budget"]["actual_measurements"]
+    assert [m["date"] for m in listed] == dates  # the story file says so
+    before = ok(workspace.run("budget", "show", sid, "--json")).json
+    for value, words in (("2999-01-01", "in the future"), ("last week", "not an ISO-8601")):
+        result = workspace.run(*measured, "--used-at", value, "--json")
+        assert result.code == 7 and words in result.json["error"]["message"], result
+        assert result.json["error"]["code"] == "INVALID_INPUT"
+    assert ok(workspace.run("budget", "show", sid, "--json")).json == before
+
+
 def test_usd_cost_from_the_model_catalogue(workspace: Workspace, flow: Flow) -> None:
     sid = flow.story()
     other = flow.story()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storyflow.domain.budgets import (
@@ -113,6 +113,12 @@ def log_tokens(
             input=inp, output=out, cache_read=cr, cache_write=cw
         )
     now = ctx.now()
+    if used_at is not None and used_at > now + timedelta(minutes=1):
+        raise InvalidInput(
+            f"the tokens cannot have been used at {file_stamp(used_at)}: that is in the future",
+            hint="give the time they were used (ISO-8601, UTC unless it says otherwise)",
+            details={"used_at": file_stamp(used_at)},
+        )
     with change(ctx):
         story = ctx.story(story_id)
         epic = ctx.epic(story.epic)
@@ -188,6 +194,21 @@ def log_tokens(
         "phase_used": decision.used,
         "state": decision.state.value,
     }
+
+
+def parse_used_at(text: str) -> datetime:
+    """``--used-at``: an ISO-8601 date or time, UTC unless it gives an offset."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"--used-at {text!r} is not an ISO-8601 date or time",
+            hint="e.g. --used-at 2026-02-05 or --used-at 2026-02-05T14:30:00-07:00",
+            details={"option": "used-at", "value": text},
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def story_budget(ctx: Context, epic: Epic, story: Story) -> dict[str, Any]:
@@ -300,4 +321,4 @@ def budget_show(ctx: Context, target: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["LedgerEntry", "budget_show", "log_tokens", "story_budget"]
+__all__ = ["LedgerEntry", "budget_show", "log_tokens", "parse_used_at", "story_budget"]

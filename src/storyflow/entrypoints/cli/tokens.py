@@ -34,6 +34,11 @@ def token() -> None:
 @option("--cost-usd", type=float, help="Cost the agent reported (instead of the catalogue).")
 @option("--estimated", is_flag=True, help="Mark the counts as an estimate.")
 @option("--note", help="Free text kept with the entry.")
+@option(
+    "--used-at",
+    help="When the tokens were used, if not now (ISO-8601 date or time, UTC unless it "
+    "gives an offset): a measurement written down earlier.",
+)
 @actor_option
 @json_option
 def token_log(
@@ -50,12 +55,13 @@ def token_log(
     cost_usd: float | None,
     estimated: bool,
     note: str | None,
+    used_at: str | None,
     actor: str | None,
     as_json: bool,
 ) -> None:
     """Record token usage of PHASE (story_generation, elaboration, implementation,
     code_review, qa_verification) for STORY_ID."""
-    from storyflow.services.tokens import log_tokens
+    from storyflow.services.tokens import log_tokens, parse_used_at
 
     with service_context(actor) as ctx:
         result = log_tokens(
@@ -73,6 +79,7 @@ def token_log(
             cost_usd=cost_usd,
             estimated=estimated,
             note=note,
+            used_at=None if used_at is None else parse_used_at(used_at),
         )
     if as_json:
         emit_json(result)
