@@ -243,6 +243,7 @@ def test_a_measurement_added_by_hand_that_cannot_be_logged_is_reported_and_kept(
             "INVALID_MEASUREMENT",
             "'last tuesday' is not an ISO-8601 time",
         ),
+        "    tokens_used: 5\n    date: '2999-01-01'\n": ("INVALID_INPUT", "in the future"),
     }
     for body, (code, words) in refused.items():
         phase = "" if "phase" in words else "    phase: implementation\n"
