@@ -142,7 +142,11 @@ def test_four_workers_drive_two_hundred_stories_to_rest(workspace: Workspace) ->
     summary = json.loads(result.stdout)
     stories = ctx.store.list_stories(epic="FLOW")
     assert len(stories) == 204  # two splits, two children each
-    assert all(s.status in TERMINAL for s in stories), Counter(s.status for s in stories)
+    left = {s.id for s in stories if s.status not in TERMINAL}
+    # on failure: what the run said of the stories it left (a refusal names its reason)
+    said = [entry for entry in summary["stories"] if entry["story"] in left]
+    lines = [line for line in result.stderr.splitlines() if any(x in line for x in left)]
+    assert not left, (Counter(s.status for s in stories), said, lines)
     assert Counter(s.status for s in stories) == {
         Status.COMPLETED: 202,
         Status.SUPERSEDED: 2,

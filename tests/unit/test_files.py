@@ -3,7 +3,9 @@ two formats (parse, render, project)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -913,3 +915,28 @@ def test_a_markdown_artifact_under_a_yaml_name_gives_its_fields_as_yaml() -> Non
         "verdict": "PASS",
         "summary": "Clear scope.",
     }
+
+
+def test_a_stage_folder_removed_while_it_is_checked_is_not_taken_for_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another story's projection removes a stage folder it just emptied between the look
+    for the nearest existing folder and the access() on it: the check looks again (the
+    folder above is writable) instead of refusing with WORKSPACE_NOT_WRITABLE."""
+    from storyflow.adapters.files import story_files
+
+    stage = tmp_path / "plans" / "flow" / "ready-to-work"
+    stage.mkdir(parents=True)
+    files = story_files.StoryFiles(tmp_path, max_bytes=1 << 20)
+    real_access = os.access
+    raced: list[Path] = []
+
+    def access(path: Any, mode: int) -> bool:
+        if Path(path) == stage and not raced:  # removed just before this call
+            stage.rmdir()
+            raced.append(stage)
+        return real_access(path, mode)
+
+    monkeypatch.setattr(story_files.os, "access", access)
+    files._check_writable(stage / "FLOW-001")
+    assert raced == [stage] and not stage.exists()

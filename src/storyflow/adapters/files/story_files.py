@@ -342,10 +342,16 @@ class StoryFiles(WorkspaceReader):
 
     def _check_writable(self, folder: Path) -> None:
         """Refuse a folder the projection must write in (or, while it does not exist, the
-        nearest folder it would be made in) that this user cannot write."""
-        where = nearest_existing(folder)
-        if not os.access(where, os.W_OK | os.X_OK):
-            raise not_writable(where, shown=self.rel(where))
+        nearest folder it would be made in) that this user cannot write. A stage folder
+        another story's projection removes meanwhile (it just emptied it) is looked for
+        again, not taken for one this user may not write."""
+        for _ in range(5):
+            where = nearest_existing(folder)
+            if os.access(where, os.W_OK | os.X_OK):
+                return
+            if os.path.lexists(where):
+                break
+        raise not_writable(where, shown=self.rel(where))
 
     def _check_inside(self, folder: Path) -> None:
         """Refuse a story folder that resolves outside the workspace (a symlink, of the
