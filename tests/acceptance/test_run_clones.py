@@ -6,8 +6,11 @@ blocking the story at a later gate."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 from storyflow.domain.statuses import Status
+from storyflow.services.runs import FILES_CATCH_UP_SECONDS
 from tests.run_support import configure, epic_with, runs_of
 from tests.support import Workspace
 from tests.sync_helpers import Clones, clones, other_database_url
@@ -63,6 +66,36 @@ def test_a_clone_whose_story_files_are_behind_leaves_the_story_alone(
     resumed = mate.run("run", ahead, "--json")
     assert resumed.code == 0, resumed.stderr
     assert resumed.json["phase"] == "elaborate"
+
+
+def test_a_phase_waits_a_moment_for_a_story_file_a_projection_is_writing(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """On a shared database a file behind may be one a worker of this clone is writing
+    (its projection follows its commit; a split's children are claimable before their
+    files exist): the phase waits for it a moment instead of refusing at once."""
+    configure(workspace)
+    ctx = workspace.ctx()
+    ahead, _ = epic_with(ctx, 2)
+    mate = clones.teammate(workspace)
+    assert workspace.run("run", ahead, "--json").code == 0  # generate, in the other clone
+    (source,) = list((workspace.root / "plans").glob(f"**/{ahead}"))
+    (stale,) = list((mate.root / "plans").glob(f"**/{ahead}"))
+
+    def lands() -> None:  # the file catches up while the phase waits for it
+        time.sleep(1.0)
+        shutil.rmtree(stale)
+        shutil.copytree(source, mate.root / source.relative_to(workspace.root))
+
+    landing = threading.Thread(target=lands)
+    landing.start()
+    try:
+        resumed = mate.run("run", ahead, "--json")
+    finally:
+        landing.join()
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json["phase"] == "elaborate"
+    assert FILES_CATCH_UP_SECONDS >= 1.5  # the wait outlasts the landing above
 
 
 def test_a_story_file_behind_the_database_of_this_clone_is_rendered_again(

@@ -242,6 +242,11 @@ def _block(
     )
 
 
+# How long a phase waits for a story file behind a shared database to catch up before it
+# is refused (a projection of this clone's runs its course in milliseconds).
+FILES_CATCH_UP_SECONDS = 2.0
+
+
 def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     """A story file behind the database, before its phase runs. Every change the engine
     commits appends one Agent Log row, so a file with fewer rows than the story's version
@@ -261,6 +266,15 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     if _database_is_this_clones(ctx):
         render_after_commit(ctx, epic, story.id)
         return
+    # A worker of this clone may be writing the file right now: its projection follows its
+    # commit (the children of a split are claimable before their files exist). Wait for it
+    # a moment before taking the file for another clone's.
+    deadline = time.monotonic() + FILES_CATCH_UP_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        rows = ctx.files.log_count(epic, story)
+        if rows is not None and rows >= story.version:
+            return
     where = "has no story file" if rows is None else f"has {rows} of its {story.version} rows"
     raise ConflictError(
         f"{story.id}: this clone's story files are behind the database (its Agent Log "
