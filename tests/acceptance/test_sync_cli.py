@@ -194,6 +194,17 @@ def test_measurements_added_to_the_token_budget_by_hand_are_logged(
     _report(fresh.run("sync", "--json"), 0)
     budget = ("budget", "show", story_id, "--json")
     assert ok(fresh.cli(*budget)).json == ok(workspace.cli(*budget)).json
+    # An entry added after an edited one is not logged: the block was edited (as check
+    # says), and sync puts the ledger's back.
+    before = ok(workspace.cli(*budget)).json
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("agent: reviewer-bot", "agent: someone", 1), encoding="utf-8")
+    _append_measurements(path, SEED_MEASUREMENT)
+    report = _report(workspace.run("sync", "--json"), 0)
+    assert [p["code"] for p in report["problems"]] == ["PROJECTION_EDITED"], report
+    assert [c["action"] for c in report["changes"]] == ["rendered"], report
+    assert ok(workspace.cli(*budget)).json == before
+    assert path.read_text(encoding="utf-8") == text
 
 
 def test_a_fresh_clone_logs_the_measurements_added_by_hand_after_its_rebuild(

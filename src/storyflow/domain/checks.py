@@ -17,6 +17,7 @@ from storyflow.domain.model import (
     Epic,
     LedgerEntry,
     Story,
+    file_stamp,
 )
 from storyflow.domain.priorities import PRIORITIES, PRIORITY_ALIASES
 from storyflow.domain.statuses import Status, parse_status
@@ -171,7 +172,7 @@ def file_time(value: Any) -> str | None:
             return text or None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return file_stamp(moment.astimezone(UTC))
 
 
 def _show(value: str | None) -> str:

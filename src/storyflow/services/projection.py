@@ -88,6 +88,20 @@ def token_budget_block(
     scaled = {phase: budgets[phase].scaled(multiplier) for phase in BudgetPhase}
     estimates: dict[str, int] = {p.value: b.estimate for p, b in scaled.items()}
     estimates["total_estimated"] = sum(b.estimate for b in scaled.values())
+    costs = [e.cost_usd for e in ledger if e.cost_usd is not None]
+    return {
+        "enforcement": enforcement_of(epic, story).value,
+        "multiplier": multiplier,
+        "phase_estimates": estimates,
+        "limits": {p.value: {"warning": b.warning, "hard": b.hard} for p, b in scaled.items()},
+        "actual_measurements": measurement_rows(ledger),
+        "total_used": sum(e.total_tokens for e in ledger),
+        "cost_usd": round(sum(costs), 6),
+    }
+
+
+def measurement_rows(ledger: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
+    """The ledger entries as the Token Budget's ``actual_measurements`` lists them."""
     measurements = []
     for entry in ledger:
         row: dict[str, Any] = {
@@ -109,16 +123,7 @@ def token_budget_block(
         if entry.note:
             row["notes"] = entry.note  # the seed's key ("Document findings")
         measurements.append(row)
-    costs = [e.cost_usd for e in ledger if e.cost_usd is not None]
-    return {
-        "enforcement": enforcement_of(epic, story).value,
-        "multiplier": multiplier,
-        "phase_estimates": estimates,
-        "limits": {p.value: {"warning": b.warning, "hard": b.hard} for p, b in scaled.items()},
-        "actual_measurements": measurements,
-        "total_used": sum(e.total_tokens for e in ledger),
-        "cost_usd": round(sum(costs), 6),
-    }
+    return measurements
 
 
 def check_story_file(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from storyflow.domain.assignments import closest
 from storyflow.services.context import Context
 from storyflow.services.stories import parse_requirement
 from storyflow.services.unit_of_work import change
@@ -20,6 +19,8 @@ def set_requirement(
         if name not in known:
             # Recording one before any story names it is allowed (a plan imported later may);
             # a typo would otherwise leave the stories that wait for the real name waiting.
+            from storyflow.domain.assignments import closest  # difflib: only for a typo
+
             close = closest(name, known)
             ctx.warn(
                 f"{name}: a new requirement, no story requires it yet"

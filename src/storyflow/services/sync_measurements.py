@@ -16,8 +16,8 @@ from storyflow.domain.budgets import LedgerSource
 from storyflow.domain.model import LedgerEntry, file_stamp
 from storyflow.errors import InvalidInput, StoryflowError
 from storyflow.services.context import Context
-from storyflow.services.sync_history import ledger, ledger_entry
-from storyflow.services.sync_merge import ledger_key
+from storyflow.services.projection import measurement_rows, measurements_added
+from storyflow.services.sync_history import ledger_entry
 from storyflow.services.tokens import log_tokens
 
 _HINT = (
@@ -35,21 +35,15 @@ def added_rows(
     replayed: Sequence[LedgerEntry] = (),
 ) -> list[Any]:
     """The entries the file lists after the ledger's own (and those another clone's rows
-    logged, ``replayed``), when the file lists those unchanged before them; otherwise none
-    (an edit, which sync reverts)."""
-    if not isinstance(block, dict) or not isinstance(block.get("actual_measurements"), list):
+    logged, ``replayed``), when the file lists those unchanged before them (the rule
+    storyflow check applies, ``measurements_added``); otherwise none (an edit, which sync
+    reverts)."""
+    if not isinstance(block, dict):
         return []
-    rows: list[Any] = block["actual_measurements"]
-    in_db = [*ctx.store.ledger(story_id), *replayed]
-    if len(rows) <= len(in_db):
-        return []
-    try:
-        kept = ledger(story_id, {"actual_measurements": rows[: len(in_db)]}, ctx.config, source)
-    except StoryflowError:
-        return []
-    if [ledger_key(e) for e in kept] != [ledger_key(e) for e in in_db]:
-        return []
-    return rows[len(in_db) :]
+    rows = block.get("actual_measurements")
+    expected = measurement_rows([*ctx.store.ledger(story_id), *replayed])
+    added = measurements_added(rows, expected)
+    return list(rows[-added:]) if added and isinstance(rows, list) else []
 
 
 def log_added(ctx: Context, story_id: str, rows: list[Any], source: str) -> list[dict[str, Any]]:

@@ -7,8 +7,9 @@ replaced in one savepoint, with the compare-and-set on the version the database 
 
 What the files do not carry stays: runs, leases, events, the story snapshots taken on
 entering elaboration, and of each ledger entry the file lists as the database has it, its
-note and run (matched by what the Token Budget shows of it). The database's log rows the
-file lacks are named in the ``story_rebuilt`` event, so what was dropped can be redone.
+run, and its note when the file has none (matched by what the Token Budget shows of it).
+The database's log rows the file lacks are named in the ``story_rebuilt`` event, so what
+was dropped can be redone.
 
 The file's log must be one history the rules allow: a move from a status the story was not
 in, a move no edge allows (and not forced), or artifact versions out of order (two clones'
