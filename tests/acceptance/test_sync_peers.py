@@ -19,6 +19,8 @@ from tests.sync_helpers import Clones, clones, other_database_url
 __all__ = ["clones", "other_database_url"]  # fixtures
 
 ELABORATION = Path(__file__).resolve().parents[2] / "examples" / "artifacts" / "elaboration.yaml"
+# FLOW-001 elaboration tokens, reported: --output 5 --input N (N follows)
+LOG_TOKENS = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
 
 
 def _git(root: Path, *args: str) -> str:
@@ -214,6 +216,15 @@ def _agree(a: Workspace, b: Workspace) -> None:
         assert _as(ws, "reader", "sync", "--json").json["nothing_to_do"]
 
 
+def _alice_runs(a: Workspace, story_id: str) -> None:
+    """Alice runs the story's next phase with the scripted agent and pushes."""
+    from tests.run_support import configure
+
+    configure(a)
+    _as(a, "alice", "run", story_id)
+    _commit(a.root, f"alice runs {story_id}")
+
+
 def _untouched(ws: Workspace) -> dict[str, Any]:
     """What the files do not carry: each story's events (its trace) and runs."""
     from tests.run_support import runs_of
@@ -235,15 +246,10 @@ def test_diverged_logs_are_reported_and_prefer_files_rebuilds_that_story(
     team: tuple[Workspace, Workspace],
 ) -> None:
     a, b = team
-    from tests.run_support import configure
-
-    configure(a)
-    _as(a, "alice", "run", "FLOW-003")  # a run and its events, which no file carries
-    _commit(a.root, "alice runs FLOW-003")
+    _alice_runs(a, "FLOW-003")  # a run and its events, which no file carries
     _pull(b)
     _as(b, "bob", "sync")
-    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
-    path = _diverge(a, b, (*tokens, "10"), (*tokens, "20"))
+    path = _diverge(a, b, (*LOG_TOKENS, "10"), (*LOG_TOKENS, "20"))
     _git(b.root, "checkout", "--theirs", str(path))
     report = _as(b, "bob", "sync", "--json", status=5).json
     [problem] = report["problems"]
@@ -276,7 +282,7 @@ def test_diverged_logs_are_reported_and_prefer_files_rebuilds_that_story(
     assert _json(a, "budget", "show", "FLOW-001")["phases"]["elaboration"]["used"] == 25
     assert_story_list_agrees_with_show(a)  # the rebuilt story's links were replaced
     # Alice redoes her change; it reaches Bob as any other.
-    _as(a, "alice", *tokens, "10")
+    _as(a, "alice", *LOG_TOKENS, "10")
     _commit(a.root, "alice's tokens again")
     _pull(b)
     assert [c["action"] for c in _as(b, "bob", "sync", "--json").json["changes"]] == [
@@ -566,18 +572,16 @@ def test_prefer_files_keeps_the_notes_and_runs_of_the_ledger_entries_the_file_ke
     team: tuple[Workspace, Workspace],
 ) -> None:
     a, b = team
-    from tests.run_support import configure
-
-    configure(a)
-    _as(a, "alice", "run", "FLOW-001")  # its tokens are the run's
-    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
-    _as(a, "alice", *tokens, "7", "--note", "first pass, by hand")
-    _commit(a.root, "alice runs FLOW-001")
+    _alice_runs(a, "FLOW-001")  # its tokens are the run's
+    _as(a, "alice", *LOG_TOKENS, "7", "--note", "first pass, by hand")
+    _commit(a.root, "alice logs tokens by hand")
     _pull(b)
     _as(b, "bob", "sync")
     kept = _ledger(a, "FLOW-001")
     assert kept[-1] == (12, "first pass, by hand", None) and kept[0][2] is not None, kept
-    path = _diverge(a, b, (*tokens, "10", "--note", "alice's"), (*tokens, "20", "--note", "bob's"))
+    path = _diverge(
+        a, b, (*LOG_TOKENS, "10", "--note", "alice's"), (*LOG_TOKENS, "20", "--note", "bob's")
+    )
     _git(b.root, "checkout", "--ours", str(path))
     _as(b, "bob", "sync")
     _commit(b.root, "merge: bob's side of FLOW-001")
@@ -680,9 +684,8 @@ def test_prefer_db_on_a_diverged_log_one_row_longer_keeps_this_databases_side(
     """Alice's side has two rows past the common beginning, Bob's one: Alice's second row
     is not an extension of Bob's log, and --prefer db must not replay it."""
     a, b = team
-    tokens = ("token", "log", "FLOW-001", "elaboration", "--output", "5", "--input")
-    _as(a, "alice", *tokens, "10")
-    path = _diverge(a, b, (*tokens, "11"), (*tokens, "20"))
+    _as(a, "alice", *LOG_TOKENS, "10")
+    path = _diverge(a, b, (*LOG_TOKENS, "11"), (*LOG_TOKENS, "20"))
     _git(b.root, "checkout", "--theirs", str(path))
     before = _view(b, "FLOW-001")
     report = _as(b, "bob", "sync", "--json", status=5).json
