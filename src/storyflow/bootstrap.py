@@ -309,7 +309,7 @@ class _Undo:
             return
         if not db.parent.exists():
             self.db_folder = db.parent
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in ("", "-wal", "-shm", "-journal", "-lock"):
             candidate = db.with_name(db.name + suffix)
             if not os.path.lexists(candidate):
                 self.db_files.append(candidate)

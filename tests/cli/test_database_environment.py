@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 
 from tests.cli.conftest import Seeded
 from tests.cli.helpers import refuse, refuse_with, run_in, unchanged
+from tests.integration.test_sqlite_writers import turn_held_elsewhere
 from tests.support import Result, Workspace
 
 MOVE = ("story", "move", "FLOW-002", "in-elaboration")
@@ -112,6 +114,30 @@ def test_a_state_folder_without_the_database_open_elsewhere_is_refused_at_open(
     with unchanged(ws), immutable(state):
         error = refuse(ws, *MOVE, code="WORKSPACE_NOT_WRITABLE", via="run")
         assert str(state) in error["message"], error
+
+
+# ---- the writers' turn --------------------------------------------------------------------
+
+
+def test_a_move_waits_for_the_turn_and_then_commits(seeded: Seeded) -> None:
+    """Through the CLI: ``story move`` while another process holds the writers' turn waits,
+    and commits once the turn is let go."""
+    ws = seeded.ws
+    db = sqlite_only(ws)
+    moved: list[int] = []
+
+    def move() -> None:
+        moved.append(ws.run(*MOVE).code)
+
+    with turn_held_elsewhere(db):
+        mover = threading.Thread(target=move)
+        mover.start()
+        mover.join(timeout=1.5)
+        assert moved == [], "the move committed while another process held the turn"
+        assert status_of(ws, "FLOW-002") == "generated"
+    mover.join(timeout=60)
+    assert moved == [0]
+    assert status_of(ws, "FLOW-002") == "in-elaboration"
 
 
 # ---- a read-only database ------------------------------------------------------------------

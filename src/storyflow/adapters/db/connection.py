@@ -12,14 +12,17 @@ transactions (READ COMMITTED); the stores' compare-and-set does the rest.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from storyflow.errors import ConflictError, StoryflowError, UsageError
 
@@ -115,6 +118,8 @@ class SqliteConnection:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         self._depth = 0
+        self._busy_seconds = busy_timeout_ms / 1000
+        self._turn: _Turn | None = None  # opened at the first write
 
     def _error(self, exc: sqlite3.Error) -> StoryflowError:
         """What a SQLite failure means for the user, by its result code. A refusal raised
@@ -230,23 +235,42 @@ class SqliteConnection:
             finally:
                 self._depth -= 1
             return
+        turn = self._take_turn() if write else None
         try:
-            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._rollback()
+                raise
             self._depth = 0
-            self._rollback()
-            raise
-        self._depth = 0
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._error(exc) from exc
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise self._error(exc) from exc
+        finally:
+            if turn is not None:
+                turn.release()
+
+    def _take_turn(self) -> _Turn:
+        """Writers queue for their turn before ``BEGIN IMMEDIATE``: threads of one process
+        on a lock, processes on a lock file beside the database. SQLite's own busy handler
+        sleeps 1, 2, 5, 10, ... ms between tries, so under contention a waiter oversleeps
+        locks held for a few milliseconds; a waiter here is woken at once (a thread) or
+        retries within a millisecond (a process). Writers that do not queue here (another
+        tool, Alembic) still meet SQLite's busy handling; so does everyone when the lock
+        file cannot be used. A wait that outlasts the busy timeout is DATABASE_BUSY."""
+        if self._turn is None:
+            self._turn = _Turn.open(self.path)
+        if not self._turn.acquire(self._busy_seconds):
+            raise _busy(f"no write turn within {self._busy_seconds:g} s")
+        return self._turn
 
     def _rollback(self) -> None:
         """Roll back; SQLite may have rolled back already (an I/O or corruption error)."""
@@ -255,6 +279,60 @@ class SqliteConnection:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turn is not None:
+            self._turn.close()
+            self._turn = None
+
+
+class _Turn:
+    """One connection's place in the queue of a SQLite database's writers."""
+
+    _locks: ClassVar[dict[str, threading.Lock]] = {}
+
+    def __init__(self, local: threading.Lock, fd: int) -> None:
+        self.local, self.fd = local, fd
+
+    @classmethod
+    def open(cls, path: Path) -> _Turn:
+        local = cls._locks.setdefault(str(path), threading.Lock())
+        try:
+            fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            fd = -1  # threads still queue; other processes wait in SQLite's busy handler
+        return cls(local, fd)
+
+    def acquire(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        if not self.local.acquire(timeout=seconds):
+            return False
+        if self.fd < 0:
+            return True
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.001)
+                    continue
+            except OSError:  # a file system without flock
+                os.close(self.fd)
+                self.fd = -1
+                return True
+            self.local.release()
+            return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.local.release()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def not_writable(folder: Path, exc: Exception) -> UsageError:
@@ -267,7 +345,7 @@ def not_writable(folder: Path, exc: Exception) -> UsageError:
     )
 
 
-def _busy(exc: Exception) -> DatabaseBusy:
+def _busy(exc: Exception | str) -> DatabaseBusy:
     return DatabaseBusy(
         f"the database is busy: {exc}",
         code="DATABASE_BUSY",
