@@ -4,6 +4,7 @@ versions, approvals and requirements."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,6 +111,28 @@ def test_a_story_must_name_existing_dependencies(driver: Driver) -> None:
         stories.update_story(ctx, first, depends_on=[second])
     assert cycle.value.code == "DEPENDENCY_CYCLE"
     assert ctx.story(first).depends_on == ()
+
+
+# ---- reading the story file ---------------------------------------------------------------
+
+
+def test_a_story_file_edited_in_place_is_parsed_again_whatever_its_timestamps(
+    driver: Driver,
+) -> None:
+    """A process keeps its last parse of each story file with the text it parsed: the same
+    text gets the same parse, any other text a new one, even when an edit keeps the file's
+    size and its timestamps (a stamp would have taken it for the file read before)."""
+    ctx = driver.ctx
+    sid = new_story(ctx, title="Cached")
+    story, epic = ctx.story(sid), ctx.epic("FLOW")
+    path, text, first = ctx.files.read_story(epic, story)
+    assert ctx.files.read_story(epic, story)[2] is first
+    edited = text.replace("title: Cached", "title: Cachet")
+    assert edited != text and len(edited) == len(text)
+    stamp = path.stat()
+    path.write_text(edited, encoding="utf-8")  # in place: the same inode and size
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert ctx.files.read_story(epic, story)[2].meta["title"] == "Cachet"
 
 
 # ---- split --------------------------------------------------------------------------------

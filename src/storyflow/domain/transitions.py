@@ -8,6 +8,7 @@ Docs, `storyflow graph` and the guards all read this one table.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -271,6 +272,20 @@ _EVIDENCE_INTO: dict[Status, Edge] = {e.target: e for e in reversed(EDGES) if e.
 
 def find_edge(source: Status, target: Status) -> Edge | None:
     return EDGE_INDEX.get((source, target))
+
+
+# Guards that read the story file (the Reuse Plan is part of the acceptance rule).
+_READS_STORY_FILE = frozenset({Guard.STORY_FILE_VALID, Guard.ACCEPTANCE})
+
+
+def reads_story_file(source: Status, targets: Iterable[Status]) -> bool:
+    """Whether a move from ``source`` to one of ``targets`` runs a guard that reads the story
+    file (the run engine reads it before the transaction that makes the move)."""
+    for target in targets:
+        edge = EDGE_INDEX.get((source, target))
+        if edge is not None and _READS_STORY_FILE.intersection(edge.guards):
+            return True
+    return False
 
 
 def likely_edge(target: Status, source: Status | None = None) -> Edge | None:

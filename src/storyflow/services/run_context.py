@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from storyflow.domain.budgets import BudgetDecision, Enforcement
-from storyflow.domain.model import AgentLogRow, Epic
+from storyflow.domain.model import AgentLogRow, Epic, Story
 from storyflow.run_settings import RunSettings
 from storyflow.services.agents import AgentFailure, AgentPort, ToolCall, Usage
 from storyflow.services.context import Context
@@ -73,12 +73,30 @@ class _DeferredFiles:
         self._pending = _SharedPending(pending)
         # story -> its epic, and the keys every deferred projection of it leaves as they are
         self.projected: dict[str, tuple[Epic, frozenset[str]]] = {}
+        self.later: list[Callable[[], object]] = []  # file writes that read the committed state
+        self.open = True  # False once the transaction is over: the port is the inner one again
+        # Checks already passed in this transaction: nothing on disk changes before its
+        # commit (projections wait for it), so the services it composes need not repeat them.
+        self._renderable: set[tuple[Any, ...]] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def pending(self) -> PendingWritesPort:
-        return self._pending
+        return self._pending if self.open else self._inner.pending()
+
+    def check_renderable(self, epic: Epic, story: Story, moving_to: Story | None = None) -> None:
+        key: tuple[Any, ...] = (epic.prefix, epic.layout, epic.root, *_stage_key(story))
+        key += _stage_key(moving_to) if moving_to else ()
+        if key not in self._renderable:
+            self._inner.check_renderable(epic, story, moving_to)
+            self._renderable.add(key)
+
+    def after_commit(self, write: Callable[[], object]) -> None:
+        if self.open:
+            self.later.append(write)
+        else:
+            write()
 
     def project(
         self,
@@ -89,6 +107,10 @@ class _DeferredFiles:
         rows_after: Callable[[int], list[AgentLogRow]],
         keep: frozenset[str] = frozenset(),
     ) -> Path | None:
+        if not self.open:
+            return self._inner.project(
+                epic, story_id, state=state, rows_after=rows_after, keep=keep
+            )
         earlier = self.projected.get(story_id)
         self.projected[story_id] = (epic, keep if earlier is None else earlier[1] & keep)
         return None
@@ -102,8 +124,16 @@ def composed(ctx: Context) -> Iterator[Context]:
     with change(ctx) as pending:
         files = _DeferredFiles(ctx.files, pending)
         yield replace(ctx, files=cast(FilesPort, files))
+    files.open = False
     for story_id, (epic, keep) in files.projected.items():
         render_after_commit(ctx, epic, story_id, keep=keep)
+    for write in files.later:
+        write()
+
+
+def _stage_key(story: Story) -> tuple[str, str, str | None]:
+    """What places a story's folder."""
+    return story.id, story.status.value, story.blocked_from and story.blocked_from.value
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
 from storyflow.domain.budgets import BudgetAction, BudgetDecision, crossing, evaluate
 from storyflow.domain.phases import DONE, PhaseName
 from storyflow.domain.statuses import TERMINAL, Status
+from storyflow.domain.transitions import reads_story_file
 from storyflow.services import artifacts as artifact_service
 from storyflow.services import tokens as token_service
 from storyflow.services import transitions
@@ -109,6 +110,8 @@ def finish(ctx: Context, env: RunEnv, s: Started, work: Work, since_ns: int) -> 
         artifact_service.prepare(ctx, s.story.id, kind.value, path, read=(story, epic))
         for kind, path in work.files.items()
     ]
+    if reads_story_file(story.status, s.phase.edges.values()):
+        ctx.files.warm(epic, story)  # and so is the story file a guard will read
     with traced(ctx, s.trace_id), composed(ctx) as nctx:
         if not runs.holds(s.story.id, env.worker):
             raise lost(s.story.id)

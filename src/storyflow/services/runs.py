@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from storyflow.domain import guards
+from storyflow.domain import transitions as transitions_domain
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import BudgetDecision, evaluate
 from storyflow.domain.model import Epic, Story
@@ -79,6 +80,7 @@ def start(
     from storyflow.adapters.db.store import new_span_id, new_trace_id
 
     runs = ctx.store.run_store()
+    _warm_story_file(ctx, story_id, named, force)
     now = ctx.now()
     trace_id, span_id = new_trace_id(), new_span_id()
     with traced(ctx, trace_id), composed(ctx) as nctx:
@@ -285,6 +287,26 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
         "here renders the file again",
         details={"story": story.id, "file_rows": rows, "database_rows": story.version},
     )
+
+
+def _warm_story_file(ctx: Context, story_id: str, named: str | None, force: bool) -> None:
+    """Parse the story file before the start transaction when the move into the phase's
+    running status reads it: on SQLite that transaction holds the database's write lock,
+    which every other worker waits for (on PostgreSQL it locks one story's rows, and the
+    extra round trip would cost more than it saves). The transaction decides again on what
+    it reads."""
+    if ctx.store.dialect != "sqlite":
+        return
+    try:
+        loaded = ctx.load(story_id)
+        phase, action = choose(loaded.story, named, force=force)
+    except StoryflowError:
+        return
+    story, running = loaded.story, phase.running
+    if action is not Action.RUN or running is None or story.status is running:
+        return
+    if transitions_domain.reads_story_file(story.status, (running,)):
+        ctx.files.warm(loaded.epic, story)
 
 
 def _refine_cap(runs: RunStorePort, story: Story, cap: int) -> tuple[str, str] | None:

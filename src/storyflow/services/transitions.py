@@ -428,7 +428,9 @@ def move(
     if target is Status.COMPLETED:  # the story's figures are final: METRICS.yaml
         from storyflow.services.metrics import write_story_metrics
 
-        write_story_metrics(ctx, epic, moved.id)
+        # From the committed state: a move nested in a run's transaction (which holds the
+        # database's write lock on SQLite) writes it after that transaction commits.
+        ctx.files.after_commit(lambda: write_story_metrics(ctx, epic, moved.id))
     for warning in warnings:  # what _apply_budget said
         ctx.warn(warning, budget=True)
     return MoveResult(

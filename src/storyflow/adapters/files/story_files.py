@@ -6,6 +6,7 @@ Flat epics keep ``<root>/<ID>/``. Writes are atomic; moves are a single rename.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -23,7 +24,13 @@ from storyflow.adapters.files.workspace_reader import WorkspaceReader
 from storyflow.config import STATE_DIR
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.layouts import LAYOUTS, STAGES, Layout, legacy_kind, stage_for
-from storyflow.errors import ConflictError, InvalidInput, NotFoundError, UsageError
+from storyflow.errors import (
+    ConflictError,
+    InvalidInput,
+    NotFoundError,
+    StoryflowError,
+    UsageError,
+)
 from storyflow.services.ports import PendingWritesPort
 
 if TYPE_CHECKING:  # annotations only: domain.model's dataclasses cost a read ~9 ms to define
@@ -44,6 +51,12 @@ def _storydoc() -> ModuleType:
 # Story files this process checked or wrote, by (mtime_ns, size): a long-running process
 # (a worker) re-parses a story file only when someone else changed it.
 _KNOWN: dict[Path, tuple[int, int]] = {}
+# The last parse of each story file this process made, by path, with the text it parsed:
+# reading a file again costs a read and a comparison, parsing it again a thousand times more.
+# The run engine parses a story file before a write transaction, so that the guards inside
+# it (on SQLite every other writer waits for it to end) find the parse here.
+_PARSED: dict[Path, tuple[str, ParsedStory]] = {}
+_PARSED_MAX = 512
 # Lock folders this process found writable (checked once, before its first commit).
 _LOCKS_WRITABLE: set[Path] = set()
 
@@ -231,9 +244,15 @@ class StoryFiles(WorkspaceReader):
         return path
 
     def read_story(self, epic: Epic, story: Story) -> tuple[Path, str, ParsedStory]:
+        """The story file's text and parse (the same text as this process last parsed
+        there: the parse it made then)."""
         path = self.story_file(epic, story)
         text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+        known = _PARSED.get(path)
+        if known is not None and known[0] == text:
+            return path, text, known[1]
         parsed = _storydoc().parse(text, self.format(epic), source=self.rel(path))
+        _remember(path, text, parsed)
         return path, text, parsed
 
     def log_count(self, epic: Epic, story: Story) -> int | None:
@@ -246,6 +265,13 @@ class StoryFiles(WorkspaceReader):
             return None
         count: int = _storydoc().count_log_rows(text, self.format(epic))
         return count
+
+    def warm(self, epic: Epic, story: Story) -> None:
+        """Read and parse the story file now, so that a guard run later (inside a write
+        transaction) finds the parse in memory; a file that cannot be read is left for that
+        guard to report."""
+        with contextlib.suppress(StoryflowError, OSError):
+            self.read_story(epic, story)
 
     @contextmanager
     def lock(self, story_id: str) -> Iterator[None]:
@@ -280,6 +306,9 @@ class StoryFiles(WorkspaceReader):
                     details={"folder": str(where)},
                 )
         _LOCKS_WRITABLE.add(folder)
+
+    def after_commit(self, write: Callable[[], object]) -> None:
+        write()  # outside a run's transaction a service calls this after its own commit
 
     def check_renderable(self, epic: Epic, story: Story, moving_to: Story | None = None) -> None:
         """Refuse now (before a commit) a story file the projection could not rewrite, a
@@ -564,3 +593,11 @@ def _remove_empty(folder: Path, *, stop: Path) -> None:
             folder.rmdir()
     except OSError:
         pass
+
+
+def _remember(path: Path, text: str, parsed: ParsedStory) -> None:
+    _PARSED.pop(path, None)  # to the end: the oldest goes first
+    _PARSED[path] = (text, parsed)
+    if len(_PARSED) > _PARSED_MAX:
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread's
+            del _PARSED[next(iter(_PARSED))]
