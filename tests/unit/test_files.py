@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from storyflow.adapters.files import storydoc
+from storyflow.adapters.files import storydoc, yamlio
 from storyflow.adapters.files.storydoc import StoryFormat, format_for, parse, parse_log_table
 from storyflow.adapters.files.yamlio import (
     MAX_EXPANDED_NODES,
+    check_mapping,
     dump_yaml,
     join_front_matter,
     load_mapping,
@@ -26,6 +29,165 @@ from storyflow.adapters.files.yamlio import (
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.model import AgentLogRow
 from storyflow.errors import InvalidInput
+
+# ---- yamlio: the syntax check -------------------------------------------------------------
+
+# Documents where a line scan could be fooled; the parser-only check must agree with
+# composing the document on each (and on the random ones below).
+TRICKY = [
+    "a: 1\nb: 2\n",
+    "a: 1\na: 2\n",  # a key twice
+    "a: 1\nb:\n  a: 2\n",  # the same key nested: fine
+    "- a\n- b\n",  # not a mapping
+    "just text\n",
+    "a: *x\n",  # an alias nothing defines
+    "a: &x 1\nb: &x 2\n",  # an anchor twice
+    "a: &x [1]\nb: *x\n",
+    "a: **bold**\n",  # an alias named *bold**
+    "a: 2 * 3 & 4\n",
+    'a: "x\nb: y"\n',  # a quoted scalar's second line looks like a key
+    'a: "x\na: y"\n',
+    "a: |\n  x\n  a: z\nb: 1\n",
+    "a: [1,\n b]\n",
+    "a: b: c\n",
+    "a: 1\n---\nb: 2\n",  # two documents
+    "---\na: 1\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "a: 1\r\nb: 2\r\n",
+    "a: 1\r\na: 2\r\n",
+    "a:\t1\n",
+    "\ta: 1\n",
+    "a: 1\n  b: 2\n",
+    "'a': 1\na: 2\n",
+    "? a\n: 1\na: 2\n",
+    "a: 1 # c\n# a: 2\nb: 2\n",
+    "a:\n- 1\n- b: 2\nb: 3\n",  # a sequence at the key's column
+    "a:\n- 1\na: 2\n",
+    "- 1\na: 2\n",
+    "a: 1\n- 2\n",
+    "a:\n-\n- x\n",
+    "a: [" * 150 + "\n",
+    "a: 'unterminated\n",
+    "",
+    "# only a comment\n",
+]
+
+
+def _outcome(text: str) -> str | None:
+    try:
+        check_mapping(text, source="t.yaml")
+    except InvalidInput as exc:
+        return f"{exc.code}: {exc.message}"
+    return None
+
+
+def _composed_outcome(text: str) -> str | None:
+    """What check_mapping says when it composes every document (libyaml's parser alone
+    settles none)."""
+    saved, yamlio._CParser = yamlio._CParser, None
+    try:
+        return _outcome(text)
+    finally:
+        yamlio._CParser = saved
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_the_parser_only_syntax_check_agrees_with_composing(text: str) -> None:
+    assert _outcome(text) == _composed_outcome(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "a",
+                "b",
+                ":",
+                " ",
+                "\n",
+                "-",
+                "*",
+                "&",
+                "[",
+                "]",
+                "{",
+                "}",
+                ",",
+                "#",
+                '"',
+                "'",
+                "|",
+                "?",
+                "  ",
+                "a: ",
+                "b: ",
+                "\n  ",
+                "- ",
+                "\n- ",
+                "\na: ",
+                "\nb: ",
+            ]
+        ),
+        max_size=25,
+    )
+)
+def test_the_syntax_check_agrees_with_composing_on_random_documents(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert _outcome(text) == _composed_outcome(text)
+
+
+LINES = [
+    "a: 1",
+    "b: x",
+    "c:",
+    "a:",
+    "- 1",
+    "- b: 2",
+    "-",
+    "  c: 2",
+    "  - 3",
+    "b: [1,",
+    "  2]",
+    "d: {e: 1}",
+    'e: "q',
+    'f: x"',
+    "# c",
+    "g: |",
+    "  t",
+    "h: >",
+    "a: 1 # c",
+    "? a",
+    "---",
+    "  a: 1",
+    "i: 'x",
+    "j: y'",
+    "k: [",
+    "]",
+    "l: -",
+    "m: - n",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(LINES), max_size=10))
+def test_the_syntax_check_agrees_with_composing_on_random_lines(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    assert _outcome(text) == _composed_outcome(text)
+
+
+def test_a_story_file_takes_the_parser_only_check() -> None:
+    """The check a move makes of every story file is settled without composing it."""
+    text = storydoc.render_new(
+        StoryFormat.YAML,
+        meta={"id": "FLOW-001", "title": "A story", "status": "pending"},
+        token_budget={"phase_estimates": {"elaboration": 1000}},
+        log=[AgentLogRow(timestamp="2026-12-07 10:00", agent="x", action="created", outputs="")],
+        tz_label="UTC",
+    )
+    assert yamlio._plain_mapping(text)
+    assert _outcome(text) is None
+
 
 # ---- yamlio: loading ----------------------------------------------------------------------
 
