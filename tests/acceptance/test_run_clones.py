@@ -98,6 +98,39 @@ def test_a_phase_waits_a_moment_for_a_story_file_a_projection_is_writing(
     assert FILES_CATCH_UP_SECONDS >= 1.5  # the wait outlasts the landing above
 
 
+def test_a_phase_waiting_for_its_story_file_keeps_its_lease(
+    workspace: Workspace, clones: Clones
+) -> None:
+    """The wait for a story file behind the database outlasts a short lease: the lease is
+    kept alive meanwhile. (The wait used to sit inside the phase's transaction, where a
+    heartbeat is not seen before the commit: the lease expired, an idle worker of the clone
+    took the story over and rendered its file from the database, and the waiting phase ran
+    on it and blocked the story at the story-file guard.)"""
+    configure(workspace, {"lease_seconds": 0.6, "heartbeat_seconds": 0.1})
+    ctx = workspace.ctx()
+    ahead, _ = epic_with(ctx, 2)
+    mate = clones.teammate(workspace)
+    assert workspace.run("run", ahead, "--json").code == 0  # generate, in the other clone
+    held: list[bool] = []
+
+    def watch() -> None:  # past the lease's first expiry, well inside the wait
+        time.sleep(1.4)
+        held.append(ctx.store.active_lease(ahead, ctx.now()) is not None)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        refused = mate.run("run", ahead, "--json")
+    finally:
+        watcher.join()
+    assert refused.code == 5, refused
+    assert refused.json["error"]["code"] == "STORY_FILES_BEHIND"
+    assert held == [True], "the lease expired while the phase waited for its story file"
+    assert ctx.store.lease(ahead) is None  # released when the phase was refused
+    assert ctx.story(ahead).status is Status.GENERATED
+    assert FILES_CATCH_UP_SECONDS > 1.4 > 0.6  # the watch falls inside the wait, past the lease
+
+
 def test_a_story_file_behind_the_database_of_this_clone_is_rendered_again(
     workspace: Workspace,
 ) -> None:

@@ -80,6 +80,7 @@ def start(
     from storyflow.adapters.db.store import new_span_id, new_trace_id
 
     runs = ctx.store.run_store()
+    _await_story_file(ctx, env, story_id)
     _warm_story_file(ctx, story_id, named, force)
     now = ctx.now()
     trace_id, span_id = new_trace_id(), new_span_id()
@@ -261,22 +262,14 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     clones share (PostgreSQL, a SQLite file elsewhere) another clone may have run the
     story's earlier phases, whose files (a Reuse Plan, artifacts) are not here: the agent
     would work from stale files and a later gate refuse its outcome, so the phase is
-    refused (the story is not blocked; a clone whose files are current runs it)."""
+    refused (the story is not blocked; a clone whose files are current runs it), after
+    ``_await_story_file`` gave a projection of this clone in flight its moment."""
     rows = ctx.files.log_count(epic, story)
     if rows is not None and rows >= story.version:
         return
     if _database_is_this_clones(ctx):
         render_after_commit(ctx, epic, story.id)
         return
-    # A worker of this clone may be writing the file right now: its projection follows its
-    # commit (the children of a split are claimable before their files exist). Wait for it
-    # a moment before taking the file for another clone's.
-    deadline = time.monotonic() + FILES_CATCH_UP_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        rows = ctx.files.log_count(epic, story)
-        if rows is not None and rows >= story.version:
-            return
     where = "has no story file" if rows is None else f"has {rows} of its {story.version} rows"
     raise ConflictError(
         f"{story.id}: this clone's story files are behind the database (its Agent Log "
@@ -287,6 +280,39 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
         "here renders the file again",
         details={"story": story.id, "file_rows": rows, "database_rows": story.version},
     )
+
+
+def _await_story_file(ctx: Context, env: RunEnv, story_id: str) -> None:
+    """On a database other clones share, a story file behind it may be one a worker of this
+    clone is writing right now: its projection follows its commit (the children of a split
+    are claimable before their files exist). Before the start transaction, wait for it a
+    moment (``FILES_CATCH_UP_SECONDS``), keeping the lease alive, instead of refusing the
+    phase at once; the transaction then checks the file again (``_check_files_current``).
+    Waiting inside the transaction kept the story's rows locked, and let the lease expire
+    (its heartbeat would not be seen before the commit): another worker took the story
+    over and rendered its file from the database, stale files and all."""
+    try:
+        loaded = ctx.load(story_id)
+    except StoryflowError:
+        return  # the transaction says why
+    story, epic = loaded.story, loaded.epic
+
+    def current() -> bool:
+        rows = ctx.files.log_count(epic, story)
+        return rows is not None and rows >= story.version
+
+    if current() or _database_is_this_clones(ctx):
+        return
+    deadline = time.monotonic() + FILES_CATCH_UP_SECONDS
+    beat = time.monotonic() + env.settings.heartbeat_seconds
+    while time.monotonic() < deadline and not current():
+        if env.abort.is_set() or env.stop.is_set():
+            return
+        env.sleep(0.02)
+        if time.monotonic() >= beat:
+            if not heartbeat(ctx, env, story_id):
+                return  # the lease is gone: the transaction finds out
+            beat = time.monotonic() + env.settings.heartbeat_seconds
 
 
 def _warm_story_file(ctx: Context, story_id: str, named: str | None, force: bool) -> None:
