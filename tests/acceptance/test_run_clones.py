@@ -8,11 +8,12 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 from storyflow.domain.statuses import Status
 from storyflow.services.runs import FILES_CATCH_UP_SECONDS
 from tests.run_support import configure, epic_with, runs_of
-from tests.support import Workspace
+from tests.support import Result, Workspace
 from tests.sync_helpers import Clones, clones, other_database_url
 
 __all__ = ["clones", "other_database_url"]  # fixtures
@@ -68,6 +69,16 @@ def test_a_clone_whose_story_files_are_behind_leaves_the_story_alone(
     assert resumed.json["phase"] == "elaborate"
 
 
+def run_while(clone: Workspace, story_id: str, meanwhile: Callable[[], None]) -> Result:
+    """``storyflow run ID --json`` in ``clone`` while ``meanwhile`` runs in a thread."""
+    side = threading.Thread(target=meanwhile)
+    side.start()
+    try:
+        return clone.run("run", story_id, "--json")
+    finally:
+        side.join()
+
+
 def test_a_phase_waits_a_moment_for_a_story_file_a_projection_is_writing(
     workspace: Workspace, clones: Clones
 ) -> None:
@@ -87,12 +98,7 @@ def test_a_phase_waits_a_moment_for_a_story_file_a_projection_is_writing(
         shutil.rmtree(stale)
         shutil.copytree(source, mate.root / source.relative_to(workspace.root))
 
-    landing = threading.Thread(target=lands)
-    landing.start()
-    try:
-        resumed = mate.run("run", ahead, "--json")
-    finally:
-        landing.join()
+    resumed = run_while(mate, ahead, lands)
     assert resumed.code == 0, resumed.stderr
     assert resumed.json["phase"] == "elaborate"
     assert FILES_CATCH_UP_SECONDS >= 1.5  # the wait outlasts the landing above
@@ -117,12 +123,7 @@ def test_a_phase_waiting_for_its_story_file_keeps_its_lease(
         time.sleep(1.4)
         held.append(ctx.store.active_lease(ahead, ctx.now()) is not None)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        refused = mate.run("run", ahead, "--json")
-    finally:
-        watcher.join()
+    refused = run_while(mate, ahead, watch)
     assert refused.code == 5, refused
     assert refused.json["error"]["code"] == "STORY_FILES_BEHIND"
     assert held == [True], "the lease expired while the phase waited for its story file"
