@@ -76,12 +76,24 @@ def _recorded(story: Story, phase: Phase, row: dict[str, Any], status: str) -> P
 def start(
     ctx: Context, env: RunEnv, story_id: str, *, named: str | None, force: bool
 ) -> Started | PhaseOutcome:
-    """The start transaction. Returns what to run, or the outcome when nothing runs."""
+    """The start transaction. Returns what to run, or the outcome when nothing runs. A
+    story file behind a shared database gets its moment (``_await_story_file``) and one
+    more try."""
+    _warm_story_file(ctx, story_id, named, force)
+    try:
+        return _start(ctx, env, story_id, named=named, force=force)
+    except ConflictError as behind:
+        if behind.code != "STORY_FILES_BEHIND" or not _await_story_file(ctx, env, story_id):
+            raise
+    return _start(ctx, env, story_id, named=named, force=force)
+
+
+def _start(
+    ctx: Context, env: RunEnv, story_id: str, *, named: str | None, force: bool
+) -> Started | PhaseOutcome:
     from storyflow.adapters.db.store import new_span_id, new_trace_id
 
     runs = ctx.store.run_store()
-    _await_story_file(ctx, env, story_id)
-    _warm_story_file(ctx, story_id, named, force)
     now = ctx.now()
     trace_id, span_id = new_trace_id(), new_span_id()
     with traced(ctx, trace_id), composed(ctx) as nctx:
@@ -262,7 +274,7 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     clones share (PostgreSQL, a SQLite file elsewhere) another clone may have run the
     story's earlier phases, whose files (a Reuse Plan, artifacts) are not here: the agent
     would work from stale files and a later gate refuse its outcome, so the phase is
-    refused (the story is not blocked; a clone whose files are current runs it), after
+    refused (the story is not blocked; a clone whose files are current runs it), once
     ``_await_story_file`` gave a projection of this clone in flight its moment."""
     rows = ctx.files.log_count(epic, story)
     if rows is not None and rows >= story.version:
@@ -282,37 +294,36 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     )
 
 
-def _await_story_file(ctx: Context, env: RunEnv, story_id: str) -> None:
+def _await_story_file(ctx: Context, env: RunEnv, story_id: str) -> bool:
     """On a database other clones share, a story file behind it may be one a worker of this
     clone is writing right now: its projection follows its commit (the children of a split
-    are claimable before their files exist). Before the start transaction, wait for it a
-    moment (``FILES_CATCH_UP_SECONDS``), keeping the lease alive, instead of refusing the
-    phase at once; the transaction then checks the file again (``_check_files_current``).
-    Waiting inside the transaction kept the story's rows locked, and let the lease expire
-    (its heartbeat would not be seen before the commit): another worker took the story
-    over and rendered its file from the database, stale files and all."""
+    are claimable before their files exist). Wait for it a moment
+    (``FILES_CATCH_UP_SECONDS``) outside any transaction, keeping the lease alive; True
+    when it caught up. Waiting inside the start transaction kept the story's rows locked
+    and let the lease expire (a heartbeat there is not seen before the commit): another
+    worker took the story over and rendered its file from the database, stale files and
+    all."""
     try:
         loaded = ctx.load(story_id)
     except StoryflowError:
-        return  # the transaction says why
+        return False
     story, epic = loaded.story, loaded.epic
 
     def current() -> bool:
         rows = ctx.files.log_count(epic, story)
         return rows is not None and rows >= story.version
 
-    if current() or _database_is_this_clones(ctx):
-        return
     deadline = time.monotonic() + FILES_CATCH_UP_SECONDS
     beat = time.monotonic() + env.settings.heartbeat_seconds
-    while time.monotonic() < deadline and not current():
-        if env.abort.is_set() or env.stop.is_set():
-            return
+    while not current():
+        if time.monotonic() >= deadline or env.abort.is_set() or env.stop.is_set():
+            return False
         env.sleep(0.02)
         if time.monotonic() >= beat:
             if not heartbeat(ctx, env, story_id):
-                return  # the lease is gone: the transaction finds out
+                return False  # the lease is gone
             beat = time.monotonic() + env.settings.heartbeat_seconds
+    return True
 
 
 def _warm_story_file(ctx: Context, story_id: str, named: str | None, force: bool) -> None:
