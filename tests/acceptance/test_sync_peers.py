@@ -480,6 +480,97 @@ def _elaborated(a: Workspace) -> Workspace:
     return a
 
 
+def _rescoped(tmp_path: Path) -> Path:
+    """An elaboration like the example, with the same verdict and another summary."""
+    second = tmp_path / "elaboration-rescoped.yaml"
+    text = ELABORATION.read_text(encoding="utf-8")
+    second.write_text(text.replace("Scope is clear;", "Scope was narrowed;"), "utf-8")
+    return second
+
+
+def test_an_older_file_with_the_verdict_of_a_peers_new_version_is_not_taken_for_it(
+    team: tuple[Workspace, Workspace], tmp_path: Path
+) -> None:
+    """As above, but v2 states v1's verdict: the row's content hash tells the files apart.
+    Bob's folder has v1's file under v2's name; it is not registered as v2."""
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _commit(a.root, "alice: elaboration v1")
+    _pull(b)
+    _as(b, "bob", "sync")
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(_rescoped(tmp_path)))
+    forgotten = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    _commit_all_but(a.root, forgotten, "alice: elaboration v2 (without the file)")
+    before = _view(b, "FLOW-001")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json", status=6).json
+    [problem] = report["problems"]
+    assert (problem["code"], problem["story"]) == ("ARTIFACT_FILE_MISSING", "FLOW-001"), report
+    assert "elaboration v2" in problem["message"], problem
+    assert "its content is not the one submitted" in problem["message"], problem
+    assert _view(b, "FLOW-001") == before  # v1 stays v1; nothing of the rows applied
+    _commit(a.root, "alice adds elaboration.yaml")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    listed = [x for x in _json(b, "artifact", "list", "FLOW-001") if x["kind"] == "elaboration"]
+    assert [(x["version"], x["verdict"]) for x in listed] == [(1, "PASS"), (2, "PASS")]
+    shown = _json(b, "artifact", "show", "FLOW-001", "elaboration", "--version", "2")
+    assert "Scope was narrowed;" in json.dumps(shown), shown
+    _agree(a, b)
+
+
+def test_a_version_edited_before_it_was_committed_waits_until_its_clone_syncs_the_edit(
+    team: tuple[Workspace, Workspace], tmp_path: Path
+) -> None:
+    """Alice submits v2, edits the file by hand and commits both without syncing: the file
+    is not the content v2's row names, so Bob's story waits. Alice's sync submits the edit
+    as v3; once that is pushed, Bob takes v3 (v2's file was overwritten, as for any
+    version the next one overwrote in the staged layout)."""
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _commit(a.root, "alice: elaboration v1")
+    _pull(b)
+    _as(b, "bob", "sync")
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(_rescoped(tmp_path)))
+    edited = next((a.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    edited.write_text(edited.read_text("utf-8").replace("narrowed", "narrowed again"), "utf-8")
+    _commit(a.root, "alice: elaboration v2, edited")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json", status=6).json
+    [problem] = report["problems"]
+    assert problem["code"] == "ARTIFACT_FILE_MISSING", report
+    assert "or one edited after it was submitted" in problem["message"], problem
+    report = _as(a, "alice", "sync", "--json").json
+    assert [(c["action"], c["story"]) for c in report["changes"]] == [("submitted", "FLOW-001")], (
+        report
+    )
+    _commit(a.root, "alice: the edit as elaboration v3")
+    _pull(b)
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    listed = [x for x in _json(b, "artifact", "list", "FLOW-001") if x["kind"] == "elaboration"]
+    assert [x["version"] for x in listed] == [1, 3]
+    shown = _json(b, "artifact", "show", "FLOW-001", "elaboration", "--version", "3")
+    assert "narrowed again" in json.dumps(shown), shown
+
+
+def test_a_file_whose_line_ends_git_converted_is_still_its_version(
+    team: tuple[Workspace, Workspace],
+) -> None:
+    """A checkout with CRLF line ends (core.autocrlf on Windows) has the same content."""
+    a, b = team
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _commit(a.root, "alice: elaboration v1")
+    _pull(b)
+    converted = next((b.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    converted.write_bytes(converted.read_bytes().replace(b"\n", b"\r\n"))
+    report = _as(b, "bob", "sync", "--json").json
+    assert report["problems"] == [], report
+    listed = _json(b, "artifact", "list", "FLOW-001")
+    assert [(x["kind"], x["version"]) for x in listed] == [("elaboration", 1)]
+
+
 def test_a_fresh_clone_without_an_artifact_file_reads_the_story_without_that_version(
     workspace: Workspace, clones: Clones
 ) -> None:
@@ -511,6 +602,31 @@ def test_a_fresh_clone_reads_a_story_whose_file_is_an_older_version_without_the_
     assert (warning["code"], warning["level"]) == ("ARTIFACT_FILE_MISSING", "warning"), report
     assert "elaboration v2" in warning["message"], warning
     assert "its verdict is PASS, the row's NEEDS_REFINEMENT" in warning["message"], warning
+    assert [x["kind"] for x in _json(fresh, "artifact", "list", "FLOW-001")] == []
+
+
+def test_a_fresh_clone_reads_a_story_whose_file_has_the_verdict_but_not_the_content(
+    workspace: Workspace, clones: Clones, tmp_path: Path
+) -> None:
+    a = workspace
+    _as(a, "alice", "epic", "new", "FLOW", "--title", "Flow", "--layout", "staged")
+    _as(a, "alice", "story", "new", "FLOW", "--title", "story")
+    path = next((a.root / "plans").rglob("story.yaml"))
+    text = path.read_text(encoding="utf-8").replace("reuse_plan: ''", "reuse_plan: Reuses x.")
+    path.write_text(text, encoding="utf-8")
+    _as(a, "alice", "sync")
+    _as(a, "alice", "story", "move", "FLOW-001", "generated")
+    _as(a, "alice", "story", "move", "FLOW-001", "in-elaboration")
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(ELABORATION))
+    _as(a, "alice", "artifact", "submit", "FLOW-001", "elaboration", str(_rescoped(tmp_path)))
+    fresh = clones.fresh(a, "fresh")
+    older = next((fresh.root / "plans").rglob("FLOW-001/elaboration.yaml"))
+    older.write_text(ELABORATION.read_text(encoding="utf-8"), encoding="utf-8")  # v1's file
+    report = _as(fresh, "carl", "sync", "--json").json
+    [warning] = report["problems"]
+    assert (warning["code"], warning["level"]) == ("ARTIFACT_FILE_MISSING", "warning"), report
+    assert "elaboration v2" in warning["message"], warning
+    assert "its content is not the one submitted" in warning["message"], warning
     assert [x["kind"] for x in _json(fresh, "artifact", "list", "FLOW-001")] == []
 
 

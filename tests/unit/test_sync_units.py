@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from storyflow.adapters.files import epic_file, yamlio
-from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.artifacts import ArtifactKind, fingerprint, submitted_action
 from storyflow.domain.layouts import LAYOUTS, LayoutName
 from storyflow.domain.model import AgentLogRow, Epic, EpicSettings
 from storyflow.domain.statuses import Status
@@ -180,6 +180,32 @@ def test_replay_reads_moves_reasons_forced_and_budget_confirmations() -> None:
     submission = history.submissions[(ArtifactKind.ELABORATION, "elaboration.yaml")]
     assert (submission.version, submission.agent, submission.story_version) == (2, "bob", 6)
     assert history.approvals[0]["version"] == 2 and history.approvals[0]["note"] == "looks right"
+
+
+def test_a_submitted_row_carries_the_files_hash_and_replay_reads_it_back() -> None:
+    text = "verdict: PASS\nsummary: narrowed\n"
+    action = submitted_action(ArtifactKind.ELABORATION, 2, "PASS", text)
+    assert action == f"elaboration v2 submitted: PASS (sha256 {fingerprint(text)})"
+    assert submitted_action(ArtifactKind.PLAN, 1, None, text).startswith("plan v1 submitted (")
+    # line ends converted on checkout are the same content; any other change is not
+    assert fingerprint(text.replace("\n", "\r\n")) == fingerprint(text)
+    assert fingerprint(text.replace("narrowed", "narrowed.")) != fingerprint(text)
+    rows = [
+        _row("story created (pending)"),
+        _row(action, "elaboration.yaml", minute=1),
+        _row(submitted_action(ArtifactKind.PLAN, 1, None, "x"), "plan.yaml", minute=2),
+        _row("proof v1 submitted", "proof.md", minute=3),  # written before rows had the hash
+    ]
+    history = replay("FLOW-001", rows, Status.PENDING, "f")
+    found = {
+        kind: (s.version, s.verdict, s.fingerprint) for (kind, _), s in history.submissions.items()
+    }
+    assert found == {
+        ArtifactKind.ELABORATION: (2, "PASS", fingerprint(text)),
+        ArtifactKind.PLAN: (1, None, fingerprint("x")),
+        ArtifactKind.PROOF: (1, None, None),
+    }
+    assert changed_by(rows[1:]) == set()  # submissions change no editable field
 
 
 def test_replay_of_a_split_child_and_of_an_empty_log() -> None:

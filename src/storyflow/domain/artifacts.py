@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import StrEnum
 
 from storyflow.errors import InvalidInput
@@ -47,6 +49,30 @@ VERDICTS: dict[ArtifactKind, tuple[Verdict, ...]] = {
     ArtifactKind.VERIFICATION: (Verdict.PASS, Verdict.FAIL),
     ArtifactKind.QA_GATE: (Verdict.PASS, Verdict.CONCERNS, Verdict.FAIL, Verdict.WAIVED),
 }
+
+# The Agent Log row of a submitted version: "KIND vN submitted[: VERDICT] (sha256 HEX)". The
+# short hash lets another clone tell the version's file from an older file under its name
+# (the staged layout keeps one file per kind) even when both state the same verdict. Rows
+# written before the hash existed have none.
+SUBMITTED_ROW = re.compile(
+    r"^(?P<kind>[a-z_]+) v(?P<version>\d+) submitted(?:: (?P<verdict>[^\s(]\S*))?"
+    r"(?: \(sha256 (?P<fingerprint>[0-9a-f]{12})\))?$"
+)
+
+
+def fingerprint(text: str) -> str:
+    """The short content hash a submitted row carries: the first 12 hex digits of the
+    SHA-256 of the text with CRLF line ends read as LF (git may convert line ends on
+    checkout, which does not make the file another version)."""
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def submitted_action(kind: ArtifactKind, version: int, verdict: str | None, text: str) -> str:
+    """The Agent Log action of ``kind`` version ``version`` submitted with ``text``."""
+    stated = f": {verdict}" if verdict else ""
+    return f"{kind.value} v{version} submitted{stated} (sha256 {fingerprint(text)})"
+
 
 KIND_ALIASES: dict[str, ArtifactKind] = {
     "code-review": ArtifactKind.CODE_REVIEW,

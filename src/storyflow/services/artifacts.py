@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from storyflow.domain import gates
-from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind, parse_kind
+from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind, parse_kind, submitted_action
 from storyflow.domain.model import ArtifactVersion, Epic, Story, parse_story_id
 from storyflow.errors import InvalidInput, NotFoundError, RuleViolation
 from storyflow.services.context import Context
@@ -283,7 +283,7 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
                 "sha256": sub.digest,
             },
         )
-        action = f"{kind.value} v{version} submitted" + (f": {sub.verdict}" if sub.verdict else "")
+        action = submitted_action(kind, version, sub.verdict, sub.raw)
         row = ctx.log_row(sub.epic, action, sub.destination.name)
         ctx.store.append_log(story_id, [row])
         if sub.destination != sub.source:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind
+from storyflow.domain.artifacts import VERDICT_FIELD, ArtifactKind, fingerprint
 from storyflow.domain.budgets import Enforcement
 from storyflow.domain.layouts import LAYOUTS
 from storyflow.domain.model import AgentLogRow, Epic, Story, parse_story_id
@@ -315,10 +315,10 @@ def artifact_row(
 ) -> dict[str, Any] | str | Submission | None:
     """The artifact row for a file the log says was submitted; "new" for a file no row
     names (it is submitted through the rules afterwards); None when it cannot be read; the
-    submission, saying why, when the file is not the version the row submits (its verdict
-    is not the row's: an older file, the clone that submitted it did not commit the new
-    one). A file with the row's verdict is taken as that version (an identical
-    resubmission is legitimate, so equal content proves nothing either way)."""
+    submission, saying why, when the file is not the version the row submits: its verdict
+    is not the row's, or its content hash is not the one the row carries (an older file:
+    the clone that submitted the new one did not commit it; or an edit made after the
+    submission). A row written before rows carried the hash has only its verdict to go by."""
     submission = history.submissions.get((kind, scanned.name))
     if submission is None:
         return "new"
@@ -357,6 +357,15 @@ def artifact_row(
         return replace(
             submission, found=f"its verdict is {verdict}, the row's {submission.verdict}"
         )
+    if submission.fingerprint is not None:
+        found = fingerprint(loaded.text)
+        if found != submission.fingerprint:
+            return replace(
+                submission,
+                found=f"its content is not the one submitted (sha256 {found}, the row's "
+                f"{submission.fingerprint}: an older version's file, or one edited after it "
+                "was submitted)",
+            )
     return {
         "story_id": story.id,
         "kind": kind,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storyflow.config import Config
-from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.artifacts import SUBMITTED_ROW, ArtifactKind
 from storyflow.domain.budgets import LedgerSource, parse_phase
 from storyflow.domain.model import AgentLogRow, LedgerEntry
 from storyflow.domain.statuses import Status
@@ -28,9 +28,6 @@ MOVE_ROW = re.compile(r"^status: (?P<source>[a-z-]+) -> (?P<target>[a-z-]+)(?P<r
 CREATED_ROW = re.compile(r"^story created \((?P<what>.*)\)$", re.S)
 # storyflow plan import creates a story at the status its plan states (plan_targets.py)
 IMPORTED_ROW = re.compile(r"^story imported from (?P<file>.+) \((?P<status>[a-z-]+)\)$", re.S)
-SUBMITTED_ROW = re.compile(
-    r"^(?P<kind>[a-z_]+) v(?P<version>\d+) submitted(?:: (?P<verdict>\S+))?$"
-)
 TOKENS_ROW = "tokens: "  # the row of one ledger entry (services/tokens.py log_tokens)
 APPROVED_ROW = re.compile(r"^elaboration v(?P<version>\d+) approved by (?P<by>.+)$", re.S)
 CONFIRMED = " [budget overrun confirmed]"
@@ -89,6 +86,7 @@ class Submission:
     at: datetime
     story_version: int
     verdict: str | None = None  # as the row states it ("KIND vN submitted: VERDICT")
+    fingerprint: str | None = None  # the file's short hash, on rows that carry one
     found: str | None = None  # why the folder's file is not this version (None: no file)
 
 
@@ -226,6 +224,7 @@ def _other_row(history: History, row: AgentLogRow, index: int, source: str) -> N
             at=parse_time(row.timestamp, source, "Agent Log timestamp"),
             story_version=index,
             verdict=submitted["verdict"],
+            fingerprint=submitted["fingerprint"],
         )
         return
     approved = APPROVED_ROW.match(row.action)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyflow.domain.artifacts import SUBMITTED_ROW
 from storyflow.domain.checks import LogIssueKind, compare_log, file_time
 from storyflow.domain.model import AgentLogRow, LedgerEntry, Story
 from storyflow.services.sync_fields import FIELDS
-from storyflow.services.sync_history import MOVE_ROW, SUBMITTED_ROW, TOKENS_ROW
+from storyflow.services.sync_history import MOVE_ROW, TOKENS_ROW
 
 UNKNOWN = object()
 # Log rows that change no editable field (besides the ones matched below).

@@ -24,12 +24,12 @@ from collections import defaultdict, deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.artifacts import SUBMITTED_ROW, ArtifactKind
 from storyflow.domain.model import AgentLogRow, LedgerEntry, Story
 from storyflow.domain.transitions import find_edge
 from storyflow.errors import RuleViolation, StoryflowError
 from storyflow.services.rebuild import Candidate, Imported, prepare_story
-from storyflow.services.sync_history import SUBMITTED_ROW, missing_file_error
+from storyflow.services.sync_history import missing_file_error
 from storyflow.services.sync_merge import ledger_key
 from storyflow.services.sync_ports import StoryItem
 from storyflow.services.sync_report import Change, SyncReport

@@ -143,9 +143,10 @@ def _waits(story_id: str, path: str, missing: list[Submission]) -> StoryflowErro
         missing,
         f"{story_id}'s new Agent Log rows wait for it",
         hint=f"the clone that submitted it did not commit it: there, git add "
-        f"{' '.join(missing_paths(path, missing))}, commit and push; here, pull and run "
-        "storyflow sync again. Or keep this database's side: storyflow sync --prefer db "
-        f"re-renders {path} without those rows",
+        f"{' '.join(missing_paths(path, missing))}, commit and push (a file edited there "
+        "after it was submitted: storyflow sync there first, which submits the edit as a "
+        "new version); here, pull and run storyflow sync again. Or keep this database's "
+        f"side: storyflow sync --prefer db re-renders {path} without those rows",
     )
 
 
