@@ -184,6 +184,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ("UNKNOWN_DEPENDENCY", 7, "A dependency names a story that does not exist."),
     ("UNKNOWN_MODEL", 7, "The model is not in the configured catalogue."),
     ("UNKNOWN_PHASE", 7, "Not a token budget phase."),
+    ("UNKNOWN_REVISION", 7, "Not a schema revision storyflow ships, or one behind the database's."),
     ("CONFIG_INVALID", 7, "storyflow.yaml or a STORYFLOW_* variable is invalid."),
     ("WORKSPACE_UNREADABLE", 7, "The workspace or one of its files cannot be read."),
     ("OUTSIDE_WORKSPACE", 7, "A story folder leads (by a symlink) outside the workspace."),

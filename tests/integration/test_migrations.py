@@ -223,6 +223,35 @@ def test_a_database_newer_than_storyflow_is_refused(workspace: Workspace) -> Non
     assert workspace.cli("db", "current", "--json").json["revision"] == "9999"
 
 
+def test_db_upgrade_goes_to_a_shipped_revision_and_refuses_others(workspace: Workspace) -> None:
+    """--revision takes head or a revision storyflow ships that is not behind the
+    database's; anything else is UNKNOWN_REVISION (exit 7), not Alembic's traceback, and
+    the database stays where it was."""
+    url = workspace.database_url or f"sqlite:///{workspace.root / '.storyflow' / 'storyflow.db'}"
+    command.downgrade(_alembic(url), "0002")
+    for revision, says in (
+        ("zzz", "unknown schema revision 'zzz'"),
+        ("+1", "unknown schema revision '+1'"),
+        ("0001", "does not go back to 0001"),
+    ):
+        refused = workspace.cli("db", "upgrade", "--revision", revision, "--json")
+        assert refused.code == 7, refused
+        assert refused.json["error"]["code"] == "UNKNOWN_REVISION", refused.json
+        assert says in refused.json["error"]["message"], refused.json
+        assert workspace.cli("db", "current", "--json").json["revision"] == "0002"
+    human = workspace.cli("db", "upgrade", "--revision", "nope")
+    assert human.code == 7 and "error[UNKNOWN_REVISION]" in human.stderr, human
+    assert "hint: use head or one of 0001, 0002, 0003, 0004" in human.stderr, human
+    step = workspace.cli("db", "upgrade", "--revision", "0003", "--json")
+    assert (step.code, step.json) == (0, {"revision": "0003"}), step
+    again = workspace.cli("db", "upgrade", "--revision", "0003", "--json")
+    assert (again.code, again.json) == (0, {"revision": "0003"}), again
+    back = workspace.cli("db", "upgrade", "--revision", "0002", "--json")
+    assert back.code == 7 and back.json["error"]["code"] == "UNKNOWN_REVISION", back
+    upgraded = workspace.cli("db", "upgrade", "--json")
+    assert (upgraded.code, upgraded.json) == (0, {"revision": HEAD_REVISION}), upgraded
+
+
 def test_a_database_newer_than_storyflow_is_refused_as_a_subprocess(workspace: Workspace) -> None:
     _stamp(workspace, "9999")
     refused = workspace.run("board")

@@ -13,7 +13,7 @@ from storyflow.adapters.db.connection import (
     not_writable,
     sqlalchemy_url,
 )
-from storyflow.errors import UsageError
+from storyflow.errors import InvalidInput, UsageError
 
 # The newest revision this code knows; a test checks it equals Alembic's head.
 HEAD_REVISION = "0004"
@@ -59,6 +59,32 @@ def refuse_unknown(revision: str | None) -> None:
             code="DATABASE_TOO_NEW",
             hint="upgrade storyflow (pip install -U storyflow)",
         )
+
+
+def upgrade_target(revision: str, current: str | None) -> str:
+    """``db upgrade --revision``: head, or a revision this storyflow ships that is not behind
+    the database's (storyflow migrates forward only). Refused before Alembic runs, so an
+    unknown or older revision is an error with a hint, not Alembic's traceback."""
+    if revision == "head":
+        return revision
+    if revision not in KNOWN_REVISIONS:
+        raise InvalidInput(
+            f"unknown schema revision {revision!r}",
+            code="UNKNOWN_REVISION",
+            hint=f"use head or one of {', '.join(KNOWN_REVISIONS)} (storyflow db current "
+            "shows where the database is)",
+            details={"revision": revision, "known": list(KNOWN_REVISIONS)},
+        )
+    if current is not None and KNOWN_REVISIONS.index(revision) < KNOWN_REVISIONS.index(current):
+        raise InvalidInput(
+            f"the database is at schema revision {current}; storyflow db upgrade does not go "
+            f"back to {revision}",
+            code="UNKNOWN_REVISION",
+            hint=f"upgrade to {current} or later (head: {HEAD_REVISION}); to go back, restore "
+            "a backup of the database",
+            details={"revision": revision, "current": current},
+        )
+    return revision
 
 
 @contextmanager

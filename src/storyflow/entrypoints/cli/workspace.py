@@ -165,19 +165,29 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@option("--revision", default="head", help="Target revision.")
+@option(
+    "--revision",
+    default="head",
+    help="Target revision: head, or one this storyflow ships (never behind the database's).",
+)
 @json_option
 def db_upgrade(revision: str, as_json: bool) -> None:
     """Migrate the database to REVISION (head by default)."""
     from storyflow.adapters.db.connection import connect
-    from storyflow.adapters.db.migrate import refuse_unknown, schema_revision, upgrade
+    from storyflow.adapters.db.migrate import (
+        refuse_unknown,
+        schema_revision,
+        upgrade,
+        upgrade_target,
+    )
 
     config = _config()
     conn = connect(config.effective_database_url, config.root)
     try:
         # Alembic cannot place a revision it has never seen: refuse with the error contract.
-        refuse_unknown(schema_revision(conn))
-        upgrade(conn.url, revision)
+        before = schema_revision(conn)
+        refuse_unknown(before)
+        upgrade(conn.url, upgrade_target(revision, before))
         current = schema_revision(conn)
     finally:
         conn.close()
