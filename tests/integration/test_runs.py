@@ -185,6 +185,27 @@ def test_repeated_dispatch_returns_the_recorded_outcome(workspace: Workspace) ->
     assert [r["phase"] for r in runs_of(ctx, story)] == ["generate", "elaborate"]
 
 
+def test_story_show_lists_a_runs_events_newest_first(workspace: Workspace) -> None:
+    """The agent's events of a phase run are written at its finish with the times they
+    happened; story show lists the last events by those times, not by the order of writing."""
+    scenario(workspace, {"defaults": {"delay": 0.05, "usage": {"input": 100, "output": 20}}})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    ran = workspace.cli("run", story)
+    assert ran.code == 0, ran
+    shown = workspace.cli("story", "show", story, "--json")
+    events = shown.json["last_events"]
+    types = [e["type"] for e in events]
+    assert {"agent_spawn", "agent_complete", "tokens", "transition"} <= set(types), types
+    times = [e["created_at"] for e in events]
+    assert times == sorted(times, reverse=True), list(zip(types, times, strict=True))
+    assert types.index("agent_complete") < types.index("agent_spawn")
+    human = workspace.cli("story", "show", story)
+    lines = human.stdout.split("last events", 1)[1].split()
+    assert lines.index("agent_complete") < lines.index("agent_spawn"), human.stdout
+
+
 def test_a_paused_run_is_recorded_not_rerun(workspace: Workspace) -> None:
     scenario(workspace, {**ZERO, "phases": {"implement": {"usage": {"input": 900}}}})
     configure(

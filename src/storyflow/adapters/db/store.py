@@ -279,9 +279,12 @@ Q_INSERT_EVENT = """
 INSERT INTO workflow_events (story_id, epic, type, actor, payload, trace_id, span_id, created_at)
 VALUES (:story_id, :epic, :type, :actor, :payload, :trace_id, :span_id, :created_at)
 """
+# Newest first by when each happened: a phase run writes its agent's events (spawn,
+# complete, tool calls) with their own times in the finish transaction, after rows of that
+# transaction stamped later (ties: the order of writing).
 Q_RECENT_EVENTS = """
 SELECT type, actor, payload, created_at FROM workflow_events WHERE story_id = :story_id
-ORDER BY id DESC LIMIT :limit
+ORDER BY created_at DESC, id DESC LIMIT :limit
 """
 
 Q_LAST_LOG = """
