@@ -395,6 +395,42 @@ def test_new_artifact_file_and_noop(workspace: Workspace) -> None:
     assert noop["nothing_to_do"] and noop["files"]["read"] == 0
 
 
+def test_a_story_folder_renamed_by_hand_is_not_rendered_anew_beside_it(
+    workspace: Workspace,
+) -> None:
+    """FLOW-003's folder renamed to FLOW-009: sync says so and does not render FLOW-003 again
+    from the database (which would put an empty copy where the folder is to go back, the
+    text written in the file left beside it). Renamed back, nothing was lost."""
+    _setup(workspace)
+    path = _path(workspace, "FLOW-003")
+    path.write_text(
+        path.read_text("utf-8").replace("description: ''", "description: The PM's text."),
+        "utf-8",
+    )
+    ok(workspace.run("sync"))
+    written = path.read_text("utf-8")
+    renamed = path.parent.with_name("FLOW-009")
+    path.parent.rename(renamed)
+    report = _report(workspace.run("sync", "--json"), 7)
+    problems = {(p["code"], p["story"]): p for p in report["problems"]}
+    assert set(problems) == {
+        ("ARTIFACT_STORY_MISMATCH", "FLOW-009"),
+        ("ARTIFACT_STORY_MISMATCH", "FLOW-003"),
+    }, report
+    left = problems[("ARTIFACT_STORY_MISMATCH", "FLOW-003")]
+    assert "not rendered again from the database" in left["message"], left
+    folder, back = (p.relative_to(workspace.root) for p in (renamed, path.parent))
+    moved = f"git mv {folder} {back}"
+    assert moved in left["hint"], left
+    assert not path.parent.exists()  # nothing rendered where the folder is to go back
+    assert [c for c in report["changes"] if c.get("story") == "FLOW-003"] == [], report
+    renamed.rename(path.parent)
+    again = _report(workspace.run("sync", "--json"), 0)
+    assert again["problems"] == [], again
+    assert path.read_text("utf-8") == written
+    ok(workspace.run("check"))
+
+
 def test_dry_run_on_an_empty_database_writes_nothing(workspace: Workspace, clones: Clones) -> None:
     _setup(workspace)
     fresh = clones.fresh(workspace)

@@ -102,6 +102,8 @@ def prepare(
     prepared: dict[str, RebuildRows] = {}
     for result in read_all(ctx, files, candidates, jobs=workers, progress=progress):
         report.problems.extend(result.problems)
+        for story_id, path in result.claimed.items():
+            report.claimed.setdefault(story_id, path)
         report.read += result.read
         report.parsed += result.parsed
         if result.imported is not None and result.rows is not None:

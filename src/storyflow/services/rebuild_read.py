@@ -33,6 +33,7 @@ class Prepared:
     imported: Imported | None = None
     rows: RebuildRows | None = None
     problems: list[Problem] = field(default_factory=list)
+    claimed: dict[str, str] = field(default_factory=dict)  # SyncReport.claimed
     read: int = 0
     parsed: int = 0
 
@@ -56,6 +57,7 @@ def read_one(ctx: Context, files: SyncFilesPort, candidate: Candidate) -> Prepar
         imported=done[0] if done else None,
         rows=done[1] if done else None,
         problems=scratch.problems,
+        claimed=scratch.claimed,
         read=scratch.read,
         parsed=scratch.parsed,
     )

@@ -24,7 +24,7 @@ from storyflow.errors import StoryflowError, UsageError
 from storyflow.services.context import Context
 from storyflow.services.sync_ports import SyncFilesPort, SyncRecord, SyncStorePort
 from storyflow.services.sync_quick import quick_idle, save_index
-from storyflow.services.sync_report import Change, SyncReport
+from storyflow.services.sync_report import Change, Problem, SyncReport
 from storyflow.services.sync_survey import Survey, survey
 
 if TYPE_CHECKING:
@@ -99,6 +99,9 @@ def sync(
             for story_id in found.missing:
                 if story_id in session.leased:
                     session.leave(story_id, None, "STORY_LOCKED")
+                    continue
+                if story_id in report.claimed:
+                    report.problems.append(_renamed(story_id, report.claimed[story_id]))
                     continue
                 epic = found.epics[story_id.rsplit("-", 1)[0]]
                 session.render(epic, story_id, None, "no story folder on disk")
@@ -226,6 +229,23 @@ def _follow_moved_folders(session: Session, ctx: Context, records: list[SyncReco
             if target not in written:
                 records.append(rec._replace(path=target))
     return gone
+
+
+def _renamed(story_id: str, holder: str) -> Problem:
+    """A story with no folder whose story file is in another folder (renamed by hand): it is
+    not rendered anew from the database, which would leave two folders of the story and the
+    text written in its file beside an empty copy."""
+    folder = holder.rsplit("/", 1)[0]
+    expected = f"{folder.rsplit('/', 1)[0]}/{story_id}"
+    return Problem(
+        code="ARTIFACT_STORY_MISMATCH",
+        message=f"{story_id} has no folder on disk, but {holder} says it is {story_id}: "
+        "not rendered again from the database",
+        hint=f"give the folder its story's name (git mv {folder} {expected}), then run "
+        "storyflow sync again",
+        file=holder,
+        story=story_id,
+    )
 
 
 def _stamp(ctx: Context) -> str:

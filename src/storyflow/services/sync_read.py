@@ -63,6 +63,7 @@ def read_story(
         return None
     claimed = doc.meta.get("id")
     if str(claimed).strip() != story_id:
+        report.claimed.setdefault(str(claimed).strip(), path)
         report.problems.append(
             Problem(
                 code="ARTIFACT_STORY_MISMATCH",

@@ -131,6 +131,9 @@ class SyncReport:
     problems: list[Problem] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # files gone since the last sync
     warnings: list[str] = field(default_factory=list)
+    # story id -> a story file that says it is that story from another story's folder (a
+    # renamed folder): sync does not render the story anew while its file is there
+    claimed: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
