@@ -424,6 +424,14 @@ def test_a_story_folder_renamed_by_hand_is_not_rendered_anew_beside_it(
     assert moved in left["hint"], left
     assert not path.parent.exists()  # nothing rendered where the folder is to go back
     assert [c for c in report["changes"] if c.get("story") == "FLOW-003"] == [], report
+    # check says the same: the missing folder is the renamed one, not a file to render anew
+    checked = workspace.run("check", "--json")
+    assert checked.code == 3, checked
+    hints = {(f["code"], f["story"]): f["hint"] for f in checked.json["findings"]}
+    assert hints[("CHECK_MISSING_STORY_FILE", "FLOW-003")] == (
+        f"give the folder its story's name: {moved}"
+    ), hints
+    assert "says it is FLOW-003" in hints[("CHECK_UNTRACKED_STORY", "FLOW-009")], hints
     renamed.rename(path.parent)
     again = _report(workspace.run("sync", "--json"), 0)
     assert again["problems"] == [], again

@@ -106,6 +106,7 @@ class _Folders:
     files_read: int = 0
     graph: dict[str, list[str]] = field(default_factory=dict)  # depends_on in the files
     where: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    claimed: dict[str, str] = field(default_factory=dict)  # id -> the file in another folder
     database: str = "checked"
 
 
@@ -191,7 +192,7 @@ def _stories_pass(ctx: Context, scope: Scope | None) -> _Folders:
         )
         for path, real in ctx.files.outside_workspace([f.path for f in found.folders]).items()
     ]
-    folders.findings += _missing_folders(audit, groups, epics, scope)
+    folders.findings += _missing_folders(audit, groups, epics, scope, folders.claimed)
     folders.findings += _graph_findings(audit, folders.graph, folders.where, set(groups))
     folders.database = "checked" if audit.epics else "empty"
     return folders
@@ -227,16 +228,7 @@ def _check_folders(
             for f in folders
             if f is not primary
         ]
-        if audit.epics and story is None:
-            whose = f"story {story_id}" if epic else f"epic {folders[0].prefix}"
-            out.findings.append(
-                Finding(
-                    code="CHECK_UNTRACKED_STORY",
-                    file=primary.path,
-                    story=story_id,
-                    message=f"the database has no {whose} ({primary.path}/)",
-                )
-            )
+        untracked = bool(audit.epics) and story is None
         for folder in folders:
             if scope is not None and not scope.covers_folder(folder):
                 continue
@@ -251,13 +243,38 @@ def _check_folders(
                 budgets=budgets.get(epic.prefix) if epic else None,
             )
             check_folder(ctx.files, item)
+            if untracked and folder is primary:
+                out.findings.append(_untracked(primary, story_id, epic, item.claims))
+                untracked = False
             out.findings += item.findings
             out.checked += 1
             out.files_read += item.files_read
+            if item.claims is not None and item.story_file is not None:
+                out.claimed.setdefault(item.claims, item.story_file)
             if folder is primary and item.depends_on is not None:
                 out.graph[story_id] = item.depends_on
                 out.where[story_id] = (item.story_file, item.depends_line)
+        if untracked:  # its folder is outside the scope checked: said without reading it
+            out.findings.append(_untracked(primary, story_id, epic, None))
     return out
+
+
+def _untracked(
+    folder: StoryFolder, story_id: str, epic: Epic | None, claims: str | None
+) -> Finding:
+    """A story folder the database does not know; one whose story file says it is another
+    story (a folder renamed by hand) is not imported by sync, so the hint says to rename it."""
+    whose = f"story {story_id}" if epic else f"epic {folder.prefix}"
+    return Finding(
+        code="CHECK_UNTRACKED_STORY",
+        file=folder.path,
+        story=story_id,
+        message=f"the database has no {whose} ({folder.path}/)",
+        hint=f"its story file says it is {claims}: give the folder that name (git mv), or fix "
+        "the id; then storyflow sync"
+        if claims is not None
+        else "",
+    )
 
 
 def _under(scope: Scope, folder: str) -> bool:
@@ -286,7 +303,10 @@ def _missing_folders(
     groups: dict[str, list[StoryFolder]],
     epics: dict[str, Epic],
     scope: Scope | None,
+    claimed: dict[str, str],
 ) -> list[Finding]:
+    """Stories of the database with no folder; one whose story file another folder holds
+    (renamed by hand) is told to rename that folder back, not to render the file anew."""
     findings = []
     for story in audit.stories:
         if story.id in groups or story.epic not in epics:
@@ -300,11 +320,19 @@ def _missing_folders(
                 code="CHECK_MISSING_STORY_FILE",
                 file=path,
                 story=story.id,
-                message=f"{story.id} ({story.status.value}) has no folder: {path} is missing",
-                hint=f"storyflow story render {story.id} writes it again",
+                message=f"{story.id} ({story.status.value}) has no folder: {path} is missing"
+                + (f" ({claimed[story.id]} says it is {story.id})" if story.id in claimed else ""),
+                hint=_rename_back(claimed[story.id], path)
+                if story.id in claimed
+                else f"storyflow story render {story.id} writes it again",
             )
         )
     return findings
+
+
+def _rename_back(holder: str, path: str) -> str:
+    folder, expected = holder.rsplit("/", 1)[0], path.rsplit("/", 1)[0]
+    return f"give the folder its story's name: git mv {folder} {expected}"
 
 
 def _graph_findings(

@@ -58,6 +58,7 @@ class StoryCheck:
     depends_on: list[str] | None = None  # from the story file, for the dependency graph
     story_file: str | None = None
     depends_line: int | None = None
+    claims: str | None = None  # the id the story file states when it is not its folder's
 
     def add(
         self, code: str, message: str, *, file: str | None, line: int | None = None, hint: str = ""
@@ -169,6 +170,7 @@ def _check_story_file(
         item.add("CHECK_UNREADABLE", exc.message, file=path, line=exc.details.get("line"))
         return story.status if story else None
     if content.get("id") != folder.id:
+        item.claims = str(content.get("id"))
         item.add(
             "CHECK_NAMING",
             f"the story file says id {content.get('id')!r} but its folder is {folder.id}",
