@@ -387,3 +387,27 @@ def test_a_pass_review_below_a_valid_threshold_is_still_refused(seeded: Seeded) 
     assert result.code == 3, result
     no_traceback(result)
     assert "GATE_CONTRADICTION" in result.stderr
+
+
+# ---- line ends ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("story_id", ["FLOW-002", "REVI-001"], ids=["yaml", "markdown"])
+def test_a_story_file_saved_with_crlf_keeps_crlf_when_the_engine_renders_it(
+    seeded: Seeded, story_id: str
+) -> None:
+    """An editor on Windows (or git's core.autocrlf) saved the story file with CRLF: the
+    engine's re-renders keep CRLF on every line instead of mixing in LF lines."""
+    ws = seeded.ws
+    path = ws.root / seeded.story_file(story_id)
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    logged = ws.run("token", "log", story_id, "elaboration", "--input", "10", "--output", "5")
+    assert logged.code == 0, logged
+    moved = ws.run("story", "move", story_id, "in-elaboration")
+    assert moved.code == 0, moved
+    path = ws.root / seeded.story_file(story_id)  # the staged layout moved the folder
+    data = path.read_bytes()
+    assert b"status: generated -> in-elaboration" in data
+    assert data.count(b"\n") > 20 and data.count(b"\n") == data.count(b"\r\n")
+    checked = ws.run("check")
+    assert checked.code == 0, checked

@@ -497,6 +497,8 @@ class StoryFiles(WorkspaceReader):
                 log=rows_after(0),
                 tz_label=epic.timezone,
             )
+        if base is not None and "\r\n" in base:
+            text = _crlf(text)  # keep the line ends the file was written with
         write_atomic(path, text)
         stat = path.stat()
         _KNOWN[path] = (stat.st_mtime_ns, stat.st_size)
@@ -572,6 +574,12 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
         return entry.is_file()
     except OSError:
         return entry.is_symlink()
+
+
+def _crlf(text: str) -> str:
+    """``text`` with every line ending in CRLF: a story file saved with CRLF (an editor on
+    Windows, git's core.autocrlf) keeps them, instead of mixing in the LF lines rendered."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
 def _move_folder(source: Path, target: Path) -> None:
