@@ -7,6 +7,7 @@ stderr, never a traceback), and checks that files and database are the same afte
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -994,3 +995,42 @@ def test_directory_given_as_artifact_path(seeded: Seeded) -> None:
             str(ws.root / "inbox" / "elaboration.yaml"),
             code="USAGE",
         )
+
+
+# ---- titles -------------------------------------------------------------------------------------
+
+BAD_TITLES = {
+    "empty": (" \t ", "a title cannot be empty"),
+    "too long": ("x" * 201, "a title is at most 200 characters"),
+    "control character": ("ring \x07 the bell", "a title cannot hold a control character"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TITLES))
+def test_a_bad_title_is_refused_by_every_command_that_sets_one(seeded: Seeded, case: str) -> None:
+    ws = seeded.ws
+    title, says = BAD_TITLES[case]
+    with unchanged(ws):
+        for args in (
+            ("story", "new", "FLOW", "--title", title),
+            ("story", "update", "FLOW-002", "--title", title),
+            ("epic", "new", "NEWE", "--title", title),
+        ):
+            error = refuse(ws, *args, code="INVALID_INPUT")
+            assert error["message"].startswith(says), (args, error)
+
+
+@pytest.mark.parametrize("case", ["too long", "control character"])
+def test_sync_refuses_a_title_the_commands_refuse(seeded: Seeded, case: str) -> None:
+    """One rule for a title typed in a command and one written in a story file."""
+    ws = seeded.ws
+    title = BAD_TITLES[case][0]
+    story_file = seeded.story_file("FLOW-002")
+    replace_in(ws, story_file, "title: Second", "title: " + json.dumps(title))
+    result = ws.run("sync", "--json")
+    assert result.code == 7, result
+    [problem] = result.json["problems"]
+    assert (problem["code"], problem["file"]) == ("INVALID_INPUT", story_file), problem
+    assert "title: " + BAD_TITLES[case][1].removeprefix("a title ") in problem["message"]
+    shown = ws.cli("story", "show", "FLOW-002", "--json")
+    assert shown.json["title"] == "Second", shown.json  # nothing of that story applied

@@ -33,6 +33,25 @@ def parse_prefix(text: str) -> str:
     return value
 
 
+TITLE_MAX = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc: no title holds one
+
+
+def clean_title(text: str) -> str:
+    """A title as stored: runs of whitespace (line breaks, tabs) as one space. ValueError,
+    saying what is wrong, when it is empty, longer than TITLE_MAX characters or holds a
+    control character. The one rule for the CLI, plan import and sync."""
+    title = " ".join(text.split())
+    if not title:
+        raise ValueError("cannot be empty")
+    if len(title) > TITLE_MAX:
+        raise ValueError(f"is at most {TITLE_MAX} characters")
+    control = _CONTROL.search(title)
+    if control:
+        raise ValueError(f"cannot hold a control character ({control.group()!r})")
+    return title
+
+
 def file_stamp(moment: datetime) -> str:
     """A UTC time as story files and their readers show it: whole seconds, ``…Z``."""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

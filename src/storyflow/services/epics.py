@@ -14,6 +14,7 @@ from storyflow.domain.model import (
     Epic,
     EpicSettings,
     check_coverage_threshold,
+    clean_title,
     parse_prefix,
 )
 from storyflow.errors import InvalidInput
@@ -82,12 +83,12 @@ def check_root_free(ctx: Context, epic: Epic) -> None:
 
 
 def _title(text: str) -> str:
-    title = " ".join(text.split())
-    if not title:
-        raise InvalidInput("a title cannot be empty", hint="pass --title 'What it is'")
-    if len(title) > 200:
-        raise InvalidInput("a title is at most 200 characters", hint="shorten the title")
-    return title
+    try:
+        return clean_title(text)
+    except ValueError as exc:
+        problem = str(exc)
+        hint = "pass --title 'What it is'" if "empty" in problem else "shorten or fix the title"
+        raise InvalidInput(f"a title {problem}", hint=hint) from None
 
 
 def create_epic(

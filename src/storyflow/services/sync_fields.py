@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from storyflow.domain.budgets import parse_enforcement
-from storyflow.domain.model import MAX_PHASE, parse_story_id
+from storyflow.domain.model import MAX_PHASE, clean_title, parse_story_id
 from storyflow.domain.priorities import parse_priority
 from storyflow.domain.statuses import parse_status
 from storyflow.errors import InvalidInput, StoryflowError
@@ -87,10 +87,7 @@ def _phase(value: Any) -> int | None:
 
 
 def _title(value: Any) -> str:
-    title = " ".join(str(value if value is not None else "").split())
-    if not title:
-        raise ValueError("cannot be empty")
-    return title
+    return clean_title(str(value if value is not None else ""))
 
 
 def _requirements(value: Any) -> list[str]:
