@@ -360,3 +360,11 @@ def dependency_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
             seen[current] = len(path)
             path.append(current)
     return sorted(cycles)
+
+
+def rename_back(holder: str, story_id: str) -> str:
+    """The hint for a story whose folder was renamed by hand: ``holder`` is the story file
+    that says it is ``story_id``, in a folder of another name."""
+    folder = holder.rsplit("/", 1)[0]
+    expected = f"{folder.rsplit('/', 1)[0]}/{story_id}"
+    return f"give the folder its story's name: git mv {folder} {expected}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storyflow.config import STATE_DIR
-from storyflow.domain.checks import AuditRows, dependency_cycles
+from storyflow.domain.checks import AuditRows, dependency_cycles, rename_back
 from storyflow.domain.findings import CHECK_CODES, Finding
 from storyflow.domain.layouts import LAYOUTS, stage_for
 from storyflow.domain.model import STORY_ID_RE, Epic, Story
@@ -322,17 +322,12 @@ def _missing_folders(
                 story=story.id,
                 message=f"{story.id} ({story.status.value}) has no folder: {path} is missing"
                 + (f" ({claimed[story.id]} says it is {story.id})" if story.id in claimed else ""),
-                hint=_rename_back(claimed[story.id], path)
+                hint=rename_back(claimed[story.id], story.id)
                 if story.id in claimed
                 else f"storyflow story render {story.id} writes it again",
             )
         )
     return findings
-
-
-def _rename_back(holder: str, path: str) -> str:
-    folder, expected = holder.rsplit("/", 1)[0], path.rsplit("/", 1)[0]
-    return f"give the folder its story's name: git mv {folder} {expected}"
 
 
 def _graph_findings(

@@ -277,7 +277,7 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     refused (the story is not blocked; a clone whose files are current runs it), once
     ``_await_story_file`` gave a projection of this clone in flight its moment."""
     rows = ctx.files.log_count(epic, story)
-    if rows is not None and rows >= story.version:
+    if _files_current(rows, story):
         return
     if _database_is_this_clones(ctx):
         render_after_commit(ctx, epic, story.id)
@@ -294,6 +294,12 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     )
 
 
+def _files_current(rows: int | None, story: Story) -> bool:
+    """Whether a story file with ``rows`` Agent Log rows (None: no file) has every change
+    the database committed (each appends one row: the story's version)."""
+    return rows is not None and rows >= story.version
+
+
 def _await_story_file(ctx: Context, env: RunEnv, story_id: str) -> bool:
     """On a database other clones share, a story file behind it may be one a worker of this
     clone is writing right now: its projection follows its commit (the children of a split
@@ -308,14 +314,9 @@ def _await_story_file(ctx: Context, env: RunEnv, story_id: str) -> bool:
     except StoryflowError:
         return False
     story, epic = loaded.story, loaded.epic
-
-    def current() -> bool:
-        rows = ctx.files.log_count(epic, story)
-        return rows is not None and rows >= story.version
-
     deadline = time.monotonic() + FILES_CATCH_UP_SECONDS
     beat = time.monotonic() + env.settings.heartbeat_seconds
-    while not current():
+    while not _files_current(ctx.files.log_count(epic, story), story):
         if time.monotonic() >= deadline or env.abort.is_set() or env.stop.is_set():
             return False
         env.sleep(0.02)

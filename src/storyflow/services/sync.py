@@ -235,14 +235,13 @@ def _renamed(story_id: str, holder: str) -> Problem:
     """A story with no folder whose story file is in another folder (renamed by hand): it is
     not rendered anew from the database, which would leave two folders of the story and the
     text written in its file beside an empty copy."""
-    folder = holder.rsplit("/", 1)[0]
-    expected = f"{folder.rsplit('/', 1)[0]}/{story_id}"
+    from storyflow.domain.checks import rename_back
+
     return Problem(
         code="ARTIFACT_STORY_MISMATCH",
         message=f"{story_id} has no folder on disk, but {holder} says it is {story_id}: "
         "not rendered again from the database",
-        hint=f"give the folder its story's name (git mv {folder} {expected}), then run "
-        "storyflow sync again",
+        hint=f"{rename_back(holder, story_id)}, then run storyflow sync again",
         file=holder,
         story=story_id,
     )
