@@ -257,6 +257,15 @@ def render_after_commit(
             keep=kept_keys(written) if keep is None else keep,
         )
     except StoryflowError as exc:
+        if exc.code == "ARTIFACT_STORY_MISMATCH":  # its folder was renamed by hand
+            from storyflow.domain.checks import rename_back
+
+            ctx.warn(
+                f"{exc.message}: the change is committed, but its story file is not written "
+                f"anew beside that one ({rename_back(exc.details['file'], story_id)}, then "
+                f"storyflow story render {story_id} brings the file up to date)"
+            )
+            return
         if exc.code != "WORKSPACE_NOT_WRITABLE":
             raise
         # Committed already (a check before the commit refuses what it can foresee): the

@@ -279,6 +279,9 @@ def _check_files_current(ctx: Context, epic: Epic, story: Story) -> None:
     rows = ctx.files.log_count(epic, story)
     if _files_current(rows, story):
         return
+    # a file the projection could not write, or a folder renamed by hand (no file here, its
+    # text in another folder): refused as such, whoever committed the rows it lacks
+    ctx.files.check_renderable(epic, story)
     if _database_is_this_clones(ctx):
         render_after_commit(ctx, epic, story.id)
         return

@@ -193,6 +193,58 @@ class StoryFiles(WorkspaceReader):
             )
         return found
 
+    def holder(self, epic: Epic, story_id: str) -> Path | None:
+        """The story file of another story folder that says it is ``story_id`` (a folder
+        renamed by hand), or None. Asked only when the story has no folder: it reads every
+        story file of the epic that names the id."""
+        layout = self.layout(epic)
+        base = self.epic_root(epic)
+        parents = [base / stage for stage in STAGES] if layout.staged else [base]
+        for parent in parents:
+            try:
+                entries = sorted(os.scandir(parent), key=lambda entry: entry.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name == story_id or not entry.is_dir():
+                    continue
+                for name in dict.fromkeys(
+                    (layout.story_file_name(entry.name), layout.story_file_name(story_id))
+                ):
+                    path = Path(entry.path) / name
+                    if self._says_it_is(path, story_id):
+                        return path
+        return None
+
+    def _says_it_is(self, path: Path, story_id: str) -> bool:
+        try:
+            text = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
+            if story_id not in text:
+                return False
+            fmt = _storydoc().format_for(path.name)
+            parsed = _storydoc().parse(text, fmt, source=self.rel(path))
+        except (StoryflowError, OSError):
+            return False
+        return parsed.meta.get("id") == story_id
+
+    def _refuse_renamed(self, epic: Epic, story_id: str, folder: Path) -> None:
+        """Refuse to write a story file anew when the story's folder is missing and another
+        folder holds its story file: the copy would sit beside the text people wrote."""
+        if folder.is_dir():
+            return
+        holder = self.holder(epic, story_id)
+        if holder is None:
+            return
+        from storyflow.domain.checks import rename_back  # domain.model: ~9 ms
+
+        shown = self.rel(holder)
+        raise InvalidInput(
+            f"{story_id} has no folder on disk, but {shown} says it is {story_id}",
+            code="ARTIFACT_STORY_MISMATCH",
+            hint=f"{rename_back(shown, story_id)}, then run the command again",
+            details={"story": story_id, "file": shown, "folder": self.rel(folder)},
+        )
+
     def story_file(self, epic: Epic, story: Story) -> Path:
         return self.locate(epic, story) / self.layout(epic).story_file_name(story.id)
 
@@ -331,6 +383,7 @@ class StoryFiles(WorkspaceReader):
         except FileNotFoundError:
             if path.is_symlink():
                 self.read_story(epic, story)  # a dangling link: read_text says why
+            self._refuse_renamed(epic, story.id, folder)
             self._check_writable(folder)
             return  # the projection writes it anew
         except OSError:
@@ -476,9 +529,11 @@ class StoryFiles(WorkspaceReader):
         base = None
         if is_file:
             base = read_text(path, max_bytes=self.max_bytes, display=self.rel(path))
-        elif snapshot is not None:
-            base = snapshot(self.rel(expected))  # the file is lost: its last submitted text
-            keep = frozenset()
+        else:
+            self._refuse_renamed(epic, story.id, expected)  # its text is elsewhere
+            if snapshot is not None:
+                base = snapshot(self.rel(expected))  # the file is lost: its last submitted text
+                keep = frozenset()
         if base is not None:
             text = _storydoc().project(
                 base,
