@@ -225,7 +225,7 @@ class StoryFiles(WorkspaceReader):
             parsed = _storydoc().parse(text, fmt, source=self.rel(path))
         except (StoryflowError, OSError):
             return False
-        return parsed.meta.get("id") == story_id
+        return bool(parsed.meta.get("id") == story_id)
 
     def _refuse_renamed(self, epic: Epic, story_id: str, folder: Path) -> None:
         """Refuse to write a story file anew when the story's folder is missing and another
