@@ -7,8 +7,11 @@ For each backend: a fresh workspace with N stories, the scripted agent with no d
 every verdict passing (scenarios/zero.yaml) and one review agent per review (no parallel
 reviewers), then every story driven from pending to completed (7 phase runs each):
 
-- ``threads``: ``storyflow run --epic``'s pool in this process (4 worker threads);
-- ``processes``: 4 ``storyflow worker --until-idle`` processes (process start included).
+- ``threads``: the pool of ``storyflow worker --concurrency 4`` in this process (4 worker
+  threads);
+- ``processes``: 4 ``storyflow worker --until-idle`` processes (process start included);
+- ``run --epic``: the command, ``storyflow run --epic BENCH --workers 4`` (its 4 worker
+  processes under one parent; process start included).
 
 Each run counts duplicates -- agent invocations beyond the runs recorded, and stories
 completed more than once -- and asserts there are none. On PostgreSQL the procrastinate
@@ -166,6 +169,30 @@ def processes(root: Path, database_url: str | None, workers: int) -> dict[str, A
     return {"seconds": seconds, **_check(root, database_url, None)}
 
 
+def run_epic(root: Path, database_url: str | None, workers: int) -> dict[str, Any]:
+    exe = Path(sys.executable).with_name("storyflow")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
+    env = clean_env({"STORYFLOW_DATABASE_URL": database_url} if database_url else None)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*command, "run", "--epic", "BENCH", "--workers", str(workers), "--json"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"run --epic failed ({done.returncode}): {done.stderr[-500:]}")
+    return {"seconds": seconds, **_check(root, database_url, None)}
+
+
+MODES = {"threads": threads, "processes": processes, "run --epic": run_epic}
+
+
 def _drop_pg(server: str, names: list[str]) -> None:
     """The benchmark's databases go when it is done (they hold 150 stories each)."""
     with _pg_admin(f"{server}/postgres") as conn:
@@ -212,14 +239,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        for mode in ("threads", "processes"):
-            root = WORK / f"runs-{backend}-{mode}"
+        for mode, measure in MODES.items():
+            slug = mode.replace(" --", "_")
+            root = WORK / f"runs-{backend}-{slug}"
             url = (
-                _fresh_pg(args.pg_url, f"sf_bench_runs_{mode}") if backend == "postgresql" else None
+                _fresh_pg(args.pg_url, f"sf_bench_runs_{slug}") if backend == "postgresql" else None
             )
             build(root, url, args.stories)
             log(f"{backend} {mode}: {args.stories} stories, {args.workers} workers ...")
-            result = (threads if mode == "threads" else processes)(root, url, args.workers)
+            result = measure(root, url, args.workers)
             rate = result["runs"] / result["seconds"]
             assert result["duplicates"] == 0, result
             assert result["completed"] == result["stories"], result
@@ -249,7 +277,7 @@ def main() -> None:
     if "postgresql" in backends:
         _drop_pg(
             args.pg_url,
-            [f"sf_bench_runs_{m}" for m in ("threads", "processes")] + ["sf_bench_peer"],
+            [f"sf_bench_runs_{m.replace(' --', '_')}" for m in MODES] + ["sf_bench_peer"],
         )
     print(f"\nload at end: {load()}\n")
     print("| backend | workers | phase runs | seconds | runs/s | target | duplicates | result |")

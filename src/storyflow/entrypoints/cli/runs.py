@@ -130,7 +130,11 @@ def _raise_for(outcome: PhaseOutcome) -> None:
 @click.command()
 @click.argument("story_id", required=False)
 @option("--epic", help="Drive every workable story of this epic (instead of one STORY_ID).")
-@option("--workers", type=int, help="With --epic: parallel workers (default: runs.workers).")
+@option(
+    "--workers",
+    type=int,
+    help="With --epic: parallel worker processes (default: runs.workers).",
+)
 @option("--phase", help="With STORY_ID: run this phase instead of the next one.")
 @option("--force", is_flag=True, help="Re-run a phase that runs once (generate).")
 @option("--wait", is_flag=True, help="Wait for another run's lease instead of exit 5.")
@@ -162,7 +166,7 @@ def run(
         raise UsageError("--phase, --force and --wait go with a STORY_ID", hint="storyflow run ID")
     config = _config()
     if epic is not None:
-        summary = _pool(config, actor, epic=epic, workers=workers, until_idle=True)
+        summary = _pool(config, actor, epic=epic, workers=workers, until_idle=True, processes=True)
         if as_json:
             emit_json(summary.to_json())
         else:
@@ -200,7 +204,11 @@ def _pool(
     workers: int | None,
     until_idle: bool,
     flag: str = "--workers",
+    processes: bool = False,
 ) -> RunSummary:
+    """The workers, in threads of this process, or (``processes``, more than one worker) in
+    processes of their own: ``run --epic`` is CPU-bound with fast agents, and threads share
+    one interpreter."""
     from storyflow.bootstrap import open_context, utc_now
     from storyflow.errors import UsageError
     from storyflow.services.run_report import SerialObserver
@@ -224,14 +232,21 @@ def _pool(
         env = _env(config, SerialObserver(board) if board else _observer(False))
         started = utc_now()
         with _signals(env), board or nullcontext():
-            run_ids = run_pool(
-                lambda: open_context(config, actor=actor),
-                env,
-                workers=count,
-                epic=epic,
-                until_idle=until_idle,
-                name=worker_name,
-            )
+            if processes and count > 1:
+                from storyflow.worker_processes import run_processes
+
+                run_ids = run_processes(
+                    config, env, actor=actor, workers=count, epic=epic, until_idle=until_idle
+                )
+            else:
+                run_ids = run_pool(
+                    lambda: open_context(config, actor=actor),
+                    env,
+                    workers=count,
+                    epic=epic,
+                    until_idle=until_idle,
+                    name=worker_name,
+                )
         touched = [s.id for s in ctx.store.list_stories(epic=epic)] if epic else story_ids
         return build_summary(
             ctx,
