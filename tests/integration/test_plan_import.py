@@ -40,7 +40,11 @@ def test_flow_seed_gives_its_rules(workspace: Workspace) -> None:
     ctx = workspace.ctx()
     report = run_import(ctx, plan_folder(workspace, "FLOW"))
     assert report.created and report.epic == "FLOW" and not report.stories
-    assert report.warnings == []
+    # FLOW's plan states no stories: the empty epic is said, with how its stories come
+    (warning,) = report.warnings
+    assert warning.file.endswith("PLAN.exec.md") and warning.line is None
+    assert "the plan states no stories" in warning.message
+    assert "storyflow story new FLOW" in warning.message
     epic = ctx.epic("FLOW")
     assert epic.title == "FLOW — Execution Plan"
     assert epic.layout.value == "staged"  # the naming table lists story.yaml, plan.yaml, …
@@ -81,6 +85,8 @@ def test_stories_created_later_get_the_plans_flags(workspace: Workspace) -> None
     ctx = workspace.ctx()
     run_import(ctx, plan_folder(workspace, "FLOW"))
     made = [create_story(ctx, "FLOW", title=f"Story {n}") for n in range(1, 16)]
+    again = run_import(ctx, plan_folder(workspace, "FLOW"))
+    assert again.warnings == []  # the epic has its stories now
     assert [s.id for s in made if s.breaking_change] == ["FLOW-002", "FLOW-003", "FLOW-007"]
     assert [s.id for s in made if s.graph_integration] == ["FLOW-014", "FLOW-015"]
     # the breaking-change rule then acts: a plan without a migration path is refused

@@ -73,6 +73,8 @@ def import_plan(
             current_epic = ctx.store.get_epic(derived.prefix)
             epic = _plan_epic(ctx, current_epic, derived, timezone, report)
             existing = {s.id: s for s in ctx.store.list_stories(epic=epic.prefix)}
+            if not derived.stories and not existing:
+                report.warnings.append(_no_stories_warning(source.plan.source, epic.prefix))
             targets = [
                 target_story(ctx, epic, planned, existing.get(planned.id))
                 for planned in derived.stories
@@ -136,6 +138,19 @@ def _reuse_plan_warning(target: Target) -> PlanWarning:
         message=f"{story.id}: imported at {story.status.value} with an empty Reuse Plan: write "
         "it in the story file (storyflow check flags it, and storyflow run blocks the story "
         "until it is there)",
+    )
+
+
+def _no_stories_warning(plan_file: str, prefix: str) -> PlanWarning:
+    """A plan that states no story (no stories.index.md beside it, no harness section, no
+    phase breakdown) makes an empty epic: say so, and how its stories come."""
+    return PlanWarning(
+        file=plan_file,
+        line=None,
+        message=f"the plan states no stories (no stories.index.md beside it, no harness or "
+        f"phase breakdown section): {prefix} has none yet; create them with storyflow story "
+        f"new {prefix} --title ... (the plan's rules apply to them), or write stories.index.md "
+        "beside the plan and import it again",
     )
 
 
