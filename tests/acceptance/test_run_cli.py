@@ -11,6 +11,7 @@ from typing import Any
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.budgets import Enforcement
+from storyflow.services import epics
 from tests.run_support import configure, epic_with, runs_of, scenario
 from tests.support import Workspace, new_story
 
@@ -155,6 +156,10 @@ def test_run_an_epic_with_workers_ends_with_the_report(workspace: Workspace) -> 
     human = workspace.run("run", "--epic", "FLOW")
     assert human.code == 0 and "run report for FLOW: 0 phase runs" in human.stdout
     assert "stories: 4 completed" in human.stdout
+    epics.create_epic(ctx, "NONE", title="No stories yet")
+    empty = workspace.run("run", "--epic", "NONE")
+    assert empty.code == 0 and "run report for NONE: 0 phase runs" in empty.stdout, empty
+    assert "\nstories: none\n" in empty.stdout, empty
 
 
 def test_an_epic_that_asks_for_approval_pauses_its_stories_until_approved(

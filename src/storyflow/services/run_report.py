@@ -347,7 +347,7 @@ def render_text(summary: RunSummary) -> str:
         f"run report{' for ' + summary.epic if summary.epic else ''}: "
         f"{len(summary.runs)} phase runs by {summary.workers} worker(s) in "
         f"{summary.wall_ms / 1000:.1f} s" + (" (interrupted)" if summary.interrupted else ""),
-        "stories: " + ", ".join(f"{n} {s}" for s, n in summary.by_status().items()),
+        "stories: " + (", ".join(f"{n} {s}" for s, n in summary.by_status().items()) or "none"),
     ]
     if summary.stories:
         rows = [["story", "status", "runs", "tokens", "cost", "note"]]
