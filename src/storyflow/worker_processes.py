@@ -265,11 +265,15 @@ def run_processes(
             )
         _drain(pump, env)
     finally:
+        # Normally every child has ended by now. When the parent itself failed, closing the
+        # orders ends the children as the parent's death would (they ignore SIGTERM).
         for child in children:
-            if child.process.is_alive():  # only when the parent itself failed
-                child.process.terminate()
-                child.process.join()
             child.orders.close()
+        for child in children:
+            child.process.join(timeout=10)
+            if child.process.is_alive():
+                child.process.kill()
+                child.process.join()
             child.events.close()
     if pump.errors:
         raise pump.errors[0]
