@@ -10,7 +10,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -209,13 +209,42 @@ def validate_timezone(name: str) -> str:
     return name
 
 
-def _bad(key: str, problem: str, source: str) -> InvalidInput:
+def config_error(key: str, problem: str, source: str) -> InvalidInput:
+    """CONFIG_INVALID, naming the key (a dotted path) and where it was set."""
     return InvalidInput(
         f"{source}: {key}: {problem}",
         code="CONFIG_INVALID",
         hint=f"fix {key} in {source}" if source != "environment" else f"fix or unset {key}",
         details={"key": key, "source": source},
     )
+
+
+_bad = config_error
+
+
+def unknown_key(where: str, found: Collection[Any], known: Collection[str], source: str) -> None:
+    """Raise CONFIG_INVALID for the first of the keys ``found`` under ``where`` (a dotted
+    path, or "" at the top) that is not ``known``: the hint names the closest known key, if
+    one is close, and all of them."""
+    unknown = [str(key) for key in found if key not in known]
+    if not unknown:
+        return
+    from difflib import get_close_matches  # only on this error's path
+
+    name, keys = unknown[0], sorted(known)  # the first in the file
+    path = f"{where}.{name}" if where else name
+    words = set(name.split("_")) - {""}
+    close = (
+        get_close_matches(name, keys, n=1, cutoff=0.6)
+        or [key for key in keys if words & set(key.split("_"))][:1]
+    )
+    guess = f"did you mean {close[0]}? " if close else ""
+    error = config_error(path, "unknown key", source)
+    error.hint = (
+        f"{error.hint}: {guess}the keys {'of ' + where if where else 'at the top'} are: "
+        + ", ".join(keys)
+    )
+    raise error
 
 
 def _parse(key: str, parser: Callable[[Any], Any], value: Any, source: str) -> Any:
@@ -231,18 +260,16 @@ def _flatten(
 ) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in (SECTIONS if sections is None else sections):
-            raise _bad(str(key), "unknown key", source)
+        unknown_key("", [key], SECTIONS if sections is None else sections, source)
         if key in {"defaults", "limits"}:
             if value is None:
                 continue
             if not isinstance(value, Mapping):
                 raise _bad(key, "must be a mapping", source)
+            known = {path.split(".", 1)[1] for path in SCALARS if path.startswith(f"{key}.")}
+            unknown_key(key, value, known, source)
             for sub, subvalue in value.items():
-                path = f"{key}.{sub}"
-                if path not in SCALARS:
-                    raise _bad(path, "unknown key", source)
-                flat[path] = subvalue
+                flat[f"{key}.{sub}"] = subvalue
         elif key in {"budgets", "models", "version"}:
             flat[key] = value
         else:
@@ -264,9 +291,7 @@ def _budgets(value: Any, source: str) -> dict[BudgetPhase, PhaseBudget]:
             raise _bad(key, "unknown phase", source) from None
         if not isinstance(spec, Mapping):
             raise _bad(key, "must be a mapping with estimate, warning, hard", source)
-        unknown = set(spec) - {"estimate", "warning", "hard"}
-        if unknown:
-            raise _bad(f"{key}.{sorted(unknown)[0]}", "unknown key", source)
+        unknown_key(key, spec, {"estimate", "warning", "hard"}, source)
         base = budgets[phase]
         values = {
             f: _parse(f"{key}.{f}", _positive_int, spec.get(f, getattr(base, f)), source)
@@ -276,6 +301,9 @@ def _budgets(value: Any, source: str) -> dict[BudgetPhase, PhaseBudget]:
             raise _bad(key, "warning must not exceed hard", source)
         budgets[phase] = PhaseBudget(**values)
     return budgets
+
+
+MODEL_KEYS = frozenset({"provider", "name", "input", "output", "cache_read", "cache_write"})
 
 
 def _models(value: Any, source: str) -> dict[str, ModelPrice]:
@@ -288,9 +316,7 @@ def _models(value: Any, source: str) -> dict[str, ModelPrice]:
         key = f"models.{name}"
         if not isinstance(spec, Mapping):
             raise _bad(key, "must be a mapping with provider, input, output", source)
-        unknown = set(spec) - {"provider", "name", "input", "output", "cache_read", "cache_write"}
-        if unknown:
-            raise _bad(f"{key}.{sorted(unknown)[0]}", "unknown key", source)
+        unknown_key(key, spec, MODEL_KEYS, source)
         for required in ("provider", "input", "output"):
             if required not in spec:
                 raise _bad(f"{key}.{required}", "missing", source)

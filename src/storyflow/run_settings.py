@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyflow.errors import InvalidInput
+from storyflow.config import config_error as _bad
+from storyflow.config import unknown_key
 
 AGENT_TYPES = ("scripted", "command", "anthropic", "openai")
 API_AGENT_TYPES = ("anthropic", "openai")  # a model behind an LLM API, through its SDK
@@ -123,15 +124,6 @@ class RunSettings:
 
     def timeout_of(self, agent: AgentSpec) -> float:
         return agent.timeout if agent.timeout is not None else self.agent_timeout
-
-
-def _bad(key: str, problem: str, source: str) -> InvalidInput:
-    return InvalidInput(
-        f"{source}: {key}: {problem}",
-        code="CONFIG_INVALID",
-        hint=f"fix {key} in {source}" if source != "environment" else f"fix or unset {key}",
-        details={"key": key, "source": source},
-    )
 
 
 def _seconds(value: Any) -> float:
@@ -245,10 +237,7 @@ class _Parser:
         kind = spec.get("type", "command" if "command" in spec else None)
         if kind not in AGENT_TYPES:
             raise _bad(f"{key}.type", f"must be one of {', '.join(AGENT_TYPES)}", self.source)
-        unknown = set(spec) - _AGENT_KEYS[kind]
-        if unknown:
-            where = f"{key}.{sorted(unknown)[0]}"
-            raise _bad(where, f"unknown key for an agent of type {kind}", self.source)
+        unknown_key(key, spec, _AGENT_KEYS[kind], self.source)  # the keys of its type
         timeout = spec.get("timeout")
         timeout_s = None if timeout is None else self.value(f"{key}.timeout", _seconds, timeout)
         if kind in API_AGENT_TYPES:
@@ -305,9 +294,7 @@ class _Parser:
                 raise _bad(key, f"unknown failure (one of {', '.join(FAILURE_CODES)})", self.source)
             if not isinstance(spec, Mapping):
                 spec = {"retries": spec}
-            unknown = set(spec) - {"retries", "backoff"}
-            if unknown:
-                raise _bad(f"{key}.{sorted(unknown)[0]}", "unknown key", self.source)
+            unknown_key(key, spec, {"retries", "backoff"}, self.source)
             base = policies[code]
             policies[code] = RetryPolicy(
                 retries=self.value(f"{key}.retries", _count, spec.get("retries", base.retries)),
@@ -317,9 +304,8 @@ class _Parser:
 
     def reviewers(self, raw: Any) -> ReviewerPolicy:
         spec = self.mapping("runs.reviewers", raw)
-        unknown = set(spec) - {"names", "required", "allow_timeouts", "rerun_always", "timeout"}
-        if unknown:
-            raise _bad(f"runs.reviewers.{sorted(unknown)[0]}", "unknown key", self.source)
+        known = {"names", "required", "allow_timeouts", "rerun_always", "timeout"}
+        unknown_key("runs.reviewers", spec, known, self.source)
         names = self.names("runs.reviewers.names", spec["names"]) if "names" in spec else REVIEWERS
         required = spec.get("required", "all")
         if required == "all" or required is None:
@@ -364,9 +350,7 @@ def parse_run_settings(raw: Any, env: Mapping[str, str], source: str) -> RunSett
     """The ``runs:`` section (may be None), then ``STORYFLOW_RUNS_*`` variables on top."""
     parser = _Parser(source)
     section = parser.mapping("runs", raw)
-    unknown = set(section) - SECTION_KEYS
-    if unknown:
-        raise _bad(f"runs.{sorted(unknown)[0]}", "unknown key", source)
+    unknown_key("runs", section, SECTION_KEYS, source)
     values: dict[str, Any] = {}
     for key, (attr, env_name, parse) in SCALARS.items():
         if section.get(key) is not None:

@@ -554,6 +554,40 @@ def test_bad_storyflow_yaml(seeded: Seeded, case: str) -> None:
     assert_same(before, capture(ws))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "key", "guess", "listed"),
+    [
+        ("version: 1\n", "version: 1\ndatabse_url: x\n", "databse_url", "database_url", "runs"),
+        ("version: 1\n", "version: 1\nruns: {workerz: 2}\n", "runs.workerz", "workers", "agents"),
+        (
+            "version: 1\n",
+            "version: 1\nruns: {breaker_threshold: 2}\n",
+            "runs.breaker_threshold",
+            "circuit_breaker",
+            "review_loop_cap",
+        ),
+        (
+            "version: 1\n",
+            "version: 1\nruns: {agents: {x: {type: command, command: [a], timout: 3}}}\n",
+            "runs.agents.x.timout",
+            "timeout",
+            "prompt",
+        ),
+    ],
+)
+def test_an_unknown_config_key_names_the_closest_one_and_every_one(
+    seeded: Seeded, old: str, new: str, key: str, guess: str, listed: str
+) -> None:
+    """A misspelt key: the hint says which key was probably meant and lists the keys that
+    place takes, so nobody has to look them up."""
+    ws = seeded.ws
+    _break_config(ws, old, new)
+    error = refuse(ws, "story", "list", code="CONFIG_INVALID")
+    assert error["message"] == f"storyflow.yaml: {key}: unknown key", error
+    assert f"did you mean {guess}? " in error["hint"], error
+    assert f", {listed}" in error["hint"] or f"are: {listed}" in error["hint"], error
+
+
 def test_malformed_storyflow_yaml(seeded: Seeded) -> None:
     ws = seeded.ws
     before = capture(ws)
