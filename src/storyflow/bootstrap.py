@@ -131,14 +131,16 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
                 prompts_dir=config.root / settings.prompts,
                 model_ids=model_ids,
             )
-    _check_api_agents(config, built)
+    _check_agents(config, built)
     return built.__getitem__
 
 
-def _check_api_agents(config: Config, built: Mapping[str, AgentPort]) -> None:
-    """Refuse a run before it claims a story when an API agent it uses has no key, or no
-    model for a phase it runs (unless epic or story assignments may name one)."""
+def _check_agents(config: Config, built: Mapping[str, AgentPort]) -> None:
+    """Refuse a run before it claims a story when a command agent it uses names no program
+    that could start, or an API agent has no key, or no model for a phase it runs (unless
+    epic or story assignments may name one)."""
     from storyflow.adapters.agents.api import ApiAgent
+    from storyflow.adapters.agents.command import CommandAgent
     from storyflow.domain.assignments import phase_roles
     from storyflow.services.models import resolve_model
 
@@ -146,7 +148,11 @@ def _check_api_agents(config: Config, built: Mapping[str, AgentPort]) -> None:
     for phase, role in phase_roles().items():
         name = config.runs.agent_for(phase).name
         agent = built[name]
-        if phase == "split" or not isinstance(agent, ApiAgent):  # split runs no agent
+        if phase == "split":  # split runs no agent
+            continue
+        if isinstance(agent, CommandAgent):
+            agent.check_startable(config.root)
+        if not isinstance(agent, ApiAgent):
             continue
         agent.check_key()
         if not scoped and resolve_model(config, None, None, phase, role, name) is None:

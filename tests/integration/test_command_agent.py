@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.run_support import (
 )
 from tests.support import Workspace, elaboration
 
+FAKE_PYTHON = sys.executable
 NO_RETRIES = {
     code: {"retries": 0} for code in ("AGENT_TIMEOUT", "MALFORMED_OUTPUT", "EXTERNAL_SERVICE_DOWN")
 }
@@ -71,6 +73,17 @@ def test_a_command_agent_drives_a_story_to_completed(workspace: Workspace) -> No
     assert story in prompt.read_text(encoding="utf-8")
 
 
+def test_a_command_whose_first_argument_is_an_interpreter_flag_runs(workspace: Workspace) -> None:
+    """The launcher that ties an agent to its worker passes the whole command on: a CLI
+    started as ``python -u script MODE`` (or ``claude -p ...``) runs as written, its first
+    argument not taken for the program."""
+    command = [FAKE_PYTHON, "-u", str(FAKES / "fake_agent.py"), "ok"]
+    configure(workspace, {"agents": {"fake": command_agent(command)}, "default_agent": "fake"})
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    assert drive(ctx, env(ctx), story) is Status.COMPLETED
+
+
 def test_usage_that_is_not_a_finite_count_fails_the_run(workspace: Workspace) -> None:
     """Python's json reads NaN and Infinity: an agent that prints them (or 1e300) as its
     usage or cost must not crash the run, nor put them in the ledger (every sum would become
@@ -108,12 +121,25 @@ def test_usage_that_is_not_a_finite_count_fails_the_run(workspace: Workspace) ->
         (fake_command("sleep", "30"), "AGENT_TIMEOUT", "timeout"),
         (fake_command("garbage"), "MALFORMED_OUTPUT", "no JSON result"),
         (fake_command("exit1"), "EXTERNAL_SERVICE_DOWN", "API Error: 529 overloaded"),
-        (["/nonexistent/agent-cli", "-p"], "AGENT_SPAWN_FAILED", "cannot start"),
-        ([str(FAKES / "not-executable.txt")], "AGENT_SPAWN_FAILED", "cannot start"),
+        # a program named through a placeholder is known only per run (the run refuses one
+        # it can name before it starts: tests/acceptance/test_agent_processes.py)
+        (["{story_dir}/missing-agent", "-p"], "AGENT_SPAWN_FAILED", "No such file"),
+        (["{story_dir}/agent.txt"], "AGENT_SPAWN_FAILED", "not executable"),
+        # executable, but no program: exec itself fails, in the launcher
+        (["{story_dir}/agent.bin"], "AGENT_SPAWN_FAILED", "Exec format error"),
         (fake_command("error"), "EXTERNAL_SERVICE_DOWN", "rate limited"),
         (fake_command("noartifact"), "MALFORMED_OUTPUT", "wrote no elaboration"),
     ],
-    ids=["timeout", "garbage", "exit-1", "cannot-start", "not-executable", "is-error", "no-file"],
+    ids=[
+        "timeout",
+        "garbage",
+        "exit-1",
+        "cannot-start",
+        "not-executable",
+        "exec-format",
+        "is-error",
+        "no-file",
+    ],
 )
 def test_every_failure_type_through_the_command_adapter(
     workspace: Workspace, command: list[str], code: str, words: str
@@ -130,6 +156,10 @@ def test_every_failure_type_through_the_command_adapter(
     (story,) = epic_with(ctx, 1)
     run_env = env(ctx)
     run_story(ctx, run_env, story)  # generate, scripted
+    folder = ctx.files.story_file(ctx.epic("FLOW"), ctx.story(story)).parent
+    (folder / "agent.txt").write_text((FAKES / "not-executable.txt").read_text())
+    (folder / "agent.bin").write_bytes(b"\x00\x01 not a program\n")
+    (folder / "agent.bin").chmod(0o755)
     began = time.monotonic()
     outcome = run_story(ctx, run_env, story)
     assert time.monotonic() - began < 10  # a timed-out agent's group is killed, not awaited

@@ -31,6 +31,7 @@ from storyflow.adapters.agents.output import (
     reviewer_result,
 )
 from storyflow.adapters.agents.prompts import PromptedAgent
+from storyflow.errors import UsageError
 from storyflow.services.agents import AgentFailure, AgentRequest, AgentResult, Monitor
 
 POLL = 0.05  # seconds between looks at the process and its output
@@ -86,6 +87,23 @@ class CommandAgent(PromptedAgent):
         )
         return env
 
+    def check_startable(self, workspace: Path) -> None:
+        """Refuse, before any story is claimed, a run whose command names no program that
+        could start (every phase it runs would fail, and block its story, the same way)."""
+        program = self.spec.command[0] if self.spec.command else ""
+        if not program or "{" in program:
+            return  # a placeholder: known only per run
+        try:
+            _check_startable(program, workspace, self.spec.env.get("PATH"))
+        except OSError as exc:
+            raise UsageError(
+                f"agent {self.name}: cannot start {program!r}: {exc.strerror}",
+                code="AGENT_SPAWN_FAILED",
+                hint=f"install it (or put it on PATH), or fix runs.agents.{self.name}.command "
+                "in storyflow.yaml",
+                details={"agent": self.name, "command": program},
+            ) from None
+
     def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
         folder, suffix, prompt = self.prompt(request)
         prompt_file = folder / f"prompt{suffix}.md"
@@ -93,7 +111,9 @@ class CommandAgent(PromptedAgent):
         out_path, err_path = folder / f"stdout{suffix}.txt", folder / f"stderr{suffix}.txt"
         argv = self._argv(request, prompt_file)
         launched = (
-            [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv] if _TIED else argv
+            [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), LAUNCH_FAILED, *argv]
+            if _TIED
+            else argv
         )
         with (
             open(out_path, "wb") as out,
@@ -104,7 +124,7 @@ class CommandAgent(PromptedAgent):
         ):
             try:
                 if _TIED:
-                    _check_startable(argv[0], request.workspace)
+                    _check_startable(argv[0], request.workspace, self.spec.env.get("PATH"))
                 proc = subprocess.Popen(
                     launched,
                     cwd=request.workspace,
@@ -243,11 +263,12 @@ class CommandAgent(PromptedAgent):
         return offset + len(chunk)
 
 
-def _check_startable(command: str, cwd: Path) -> None:
-    """Raise what exec would for ``command`` (through PATH, or a path from ``cwd``) when it
-    names no executable file: the launcher execs it in the child, too late to say."""
+def _check_startable(command: str, cwd: Path, path: str | None = None) -> None:
+    """Raise what exec would for ``command`` (through PATH -- ``path`` when the agent's env
+    sets one --, or a path from ``cwd``) when it names no executable file: the launcher execs
+    it in the child, too late to say."""
     if os.sep not in command:
-        if shutil.which(command) is None:
+        if shutil.which(command, path=path) is None:
             raise FileNotFoundError(2, "No such file or directory (not on PATH)")
         return
     path = command if os.path.isabs(command) else os.path.join(cwd, command)
