@@ -411,6 +411,44 @@ def test_a_story_file_a_bad_merge_broke_is_left_alone_and_the_run_ends(
     assert [r["phase"] for r in runs_of(ctx, broken)] == ["generate"]
 
 
+def test_a_worker_whose_story_was_taken_over_meanwhile_gives_it_up(
+    workspace: Workspace,
+) -> None:
+    """An agent that does not tick for longer than the lease (a slow SDK import, say): the
+    lease expires, another worker takes the story over and its phase moves the folder. The
+    first agent's write into the folder that is gone is a lost lease -- that worker gives the
+    story up, its pool goes on -- not an error that ends the whole run; the phase is
+    recorded once, by the worker that took it over."""
+    scenario(workspace, ZERO)
+    configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 0.3})
+    ctx, other = workspace.ctx(), workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    first, rescuer = env(ctx, 0), env(other, 1)
+    assert run_story(ctx, first, story).status == "succeeded"  # generate
+    took_over: list[str] = []
+
+    class Stalls:
+        name, default_model = "scripted", "scripted"
+
+        def run(self, request: AgentRequest, monitor: Monitor) -> AgentResult:
+            time.sleep(0.6)  # no tick: the lease runs out
+            took_over.append(run_story(other, rescuer, story).status)
+            (request.story_dir / "elaboration.yaml").write_text("verdict: PASS\n")
+            raise AssertionError("the folder was still there")
+
+    first.agents = lambda name: Stalls()
+    outcome = run_story(ctx, first, story)
+
+    assert took_over == ["succeeded"]
+    assert (outcome.status, outcome.error_code) == ("lost", "LEASE_LOST"), outcome
+    assert ctx.story(story).status is Status.READY_TO_WORK
+    assert [(r["phase"], r["status"]) for r in runs_of(ctx, story)] == [
+        ("generate", "succeeded"),
+        ("elaborate", "succeeded"),
+    ]
+    assert ctx.store.lease(story) is None
+
+
 def test_the_review_loop_cap_blocks_the_story(workspace: Workspace) -> None:
     scenario(workspace, {**ZERO, "phases": {"review": {"reviewers": {"security": "FAIL"}}}})
     configure(workspace, {"scenario": "scenario.yaml", "review_loop_cap": 2})

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.model import Story
 from storyflow.domain.phases import PhaseName
-from storyflow.services.agents import AgentFailure, AgentRequest, Usage
+from storyflow.services.agents import AgentFailure, AgentPort, AgentRequest, Usage
 from storyflow.services.context import Context
 from storyflow.services.reviewers import aggregate, run_reviewers, to_run
 from storyflow.services.run_context import RunEnv, RunMonitor
@@ -117,8 +117,32 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
     )
     timeout = env.settings.timeout_of(spec)
     request = _request(ctx, env, s, timeout)
+    try:
+        _work(ctx, env, s, agent, request, monitor, timeout, work)
+    except OSError:
+        # The agent could not write in the story folder: when another worker took the story
+        # over meanwhile (this one's lease expired), its stage move took the folder away.
+        # That is a lost lease, not an error that ends this worker's run.
+        if heartbeat(ctx, env, s.story.id):
+            raise
+        raise AgentFailure("LEASE_LOST", "the lease expired and another worker took over") from None
+    work.ended_at = ctx.now()
+    return work
+
+
+def _work(
+    ctx: Context,
+    env: RunEnv,
+    s: Started,
+    agent: AgentPort,
+    request: AgentRequest,
+    monitor: RunMonitor,
+    timeout: float,
+    work: Work,
+) -> None:
+    """The agent (or the parallel reviewers) at work; what they did goes into ``work``."""
     policy = env.settings.reviewers
-    if phase.name is PhaseName.REVIEW and policy.names:
+    if s.phase.name is PhaseName.REVIEW and policy.names:
         previous = _previous_reviewers(ctx, s)
         names, carried = to_run(policy, previous)
         try:
@@ -152,8 +176,6 @@ def invoke(ctx: Context, env: RunEnv, s: Started) -> Work:
         work.usage[result.model or s.model] = result.usage
         work.verdict = result.verdict
         work.tool_calls = list(result.tool_calls)
-    work.ended_at = ctx.now()
-    return work
 
 
 def _previous_reviewers(ctx: Context, s: Started) -> dict[str, str] | None:

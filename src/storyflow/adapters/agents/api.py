@@ -118,11 +118,10 @@ class ApiAgent(PromptedAgent):
                 "(set assignments.default, or one for the phase, in storyflow.yaml; "
                 "storyflow models show lists them)",
             )
-        client = self._connect()
         folder, suffix, template = self.prompt(request)
         prompt = build_prompt(request, template)
         (folder / f"prompt{suffix}.md").write_text(prompt, encoding="utf-8")
-        reply = self._stream(client, model, prompt, request, monitor, folder / f"reply{suffix}.md")
+        reply = self._stream(model, prompt, request, monitor, folder / f"reply{suffix}.md")
         usage = reply.usage
         if request.reviewer is not None:
             parsed = Parsed(usage=usage, result=reply.text)
@@ -193,7 +192,6 @@ class ApiAgent(PromptedAgent):
 
     def _stream(
         self,
-        client: Any,
         model: str,
         prompt: str,
         request: AgentRequest,
@@ -205,7 +203,7 @@ class ApiAgent(PromptedAgent):
         far as it came, is kept in ``kept``."""
         reply = _Reply()
         try:
-            self._receive(reply, client, model, prompt, request, monitor)
+            self._receive(reply, model, prompt, request, monitor)
             return reply
         finally:
             kept.write_text(reply.text, encoding="utf-8")
@@ -213,7 +211,6 @@ class ApiAgent(PromptedAgent):
     def _receive(
         self,
         reply: _Reply,
-        client: Any,
         model: str,
         prompt: str,
         request: AgentRequest,
@@ -225,6 +222,9 @@ class ApiAgent(PromptedAgent):
 
         def body() -> None:
             try:
+                # the SDK's first import and the client are made here too, while the run's
+                # thread keeps the lease alive (an import can take longer than a short lease)
+                client = self._connect()
                 for text, usage, truncated in events(
                     client, model, prompt, self._max_tokens(), request.timeout, opened
                 ):
@@ -265,6 +265,8 @@ class ApiAgent(PromptedAgent):
             if isinstance(stop, AgentFailure) and not stop.usage.total:
                 stop.usage = reply.usage
             raise
+        if isinstance(reply.error, AgentFailure):  # no key: _connect says so itself
+            raise reply.error
         if reply.error is not None:
             raise _failure(self.spec, reply.error, reply.usage) from reply.error
         monitor.usage(reply.usage, final=True)
