@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import Status
+from storyflow.services.context import Context
 from tests.run_support import configure, epic_with, runs_of, scenario
 from tests.support import Workspace
 
@@ -81,13 +83,29 @@ def test_the_workers_are_processes_of_their_own(workspace: Workspace) -> None:
     assert sorted(r["run_id"] for r in summary["runs"]) == sorted(recorded)
 
 
-def test_a_killed_worker_process_is_taken_over_and_the_run_goes_on(workspace: Workspace) -> None:
-    scenario(workspace, {"phases": {"implement": {"delay": 3}}})
-    configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
-    ctx = workspace.ctx()
+def _implementing(ws: Workspace, delay: float) -> tuple[Context, str, subprocess.Popen[str]]:
+    """``run --epic --workers 2`` on one story, returned once its implement phase (which
+    takes ``delay`` seconds) is running; leases of 1.5 s."""
+    scenario(ws, {"phases": {"implement": {"delay": delay}}})
+    configure(ws, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
+    ctx = ws.ctx()
     (story,) = epic_with(ctx, 1)
-    run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
-    _until(lambda: _running(workspace, story, "implement"), "the implement phase running")
+    run = ws.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
+    _until(lambda: _running(ws, story, "implement"), "the implement phase running")
+    return ctx, story, run
+
+
+def _implemented_once(ctx: Context, story: str) -> None:
+    assert ctx.story(story).status is Status.COMPLETED
+    implement = [r for r in runs_of(ctx, story) if r["phase"] == "implement"]
+    assert [(r["attempt"], r["status"]) for r in implement] == [(1, "succeeded")]
+    proofs = [a for a in ctx.store.list_artifacts(story) if a.kind is ArtifactKind.PROOF]
+    assert [p.version for p in proofs] == [1]
+    assert ctx.store.lease(story) is None
+
+
+def test_a_killed_worker_process_is_taken_over_and_the_run_goes_on(workspace: Workspace) -> None:
+    ctx, story, run = _implementing(workspace, 3)
     lease = ctx.store.lease(story)
     assert lease is not None
     doomed = int(str(lease["owner"]).split(":")[1])
@@ -97,24 +115,13 @@ def test_a_killed_worker_process_is_taken_over_and_the_run_goes_on(workspace: Wo
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert f"(pid {doomed}) ended by signal 9" in err, err
-    assert ctx.story(story).status is Status.COMPLETED
-    implement = [r for r in runs_of(ctx, story) if r["phase"] == "implement"]
-    assert [(r["attempt"], r["status"]) for r in implement] == [(1, "succeeded")]
-    proofs = [a for a in ctx.store.list_artifacts(story) if a.kind is ArtifactKind.PROOF]
-    assert [p.version for p in proofs] == [1]
-    summary = json.loads(out)
-    assert summary["takeovers"] == 1
-    assert ctx.store.lease(story) is None
+    _implemented_once(ctx, story)
+    assert json.loads(out)["takeovers"] == 1
     assert workspace.run("check").code == 0
 
 
 def test_killing_the_run_ends_its_workers(workspace: Workspace) -> None:
-    scenario(workspace, {"phases": {"implement": {"delay": 4}}})
-    configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
-    ctx = workspace.ctx()
-    (story,) = epic_with(ctx, 1)
-    run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
-    _until(lambda: _running(workspace, story, "implement"), "the implement phase running")
+    ctx, story, run = _implementing(workspace, 4)
     children = _children(run.pid)
     assert len(children) == 2
     run.kill()
@@ -126,9 +133,7 @@ def test_killing_the_run_ends_its_workers(workspace: Workspace) -> None:
 
     rescued = workspace.run("run", "--epic", "FLOW", "--workers", "2", "--json", timeout=120)
     assert rescued.code == 0, rescued
-    assert ctx.story(story).status is Status.COMPLETED
-    implement = [r for r in runs_of(ctx, story) if r["phase"] == "implement"]
-    assert [(r["attempt"], r["status"]) for r in implement] == [(1, "succeeded")]
+    _implemented_once(ctx, story)
     assert rescued.json["takeovers"] == 1
 
 
