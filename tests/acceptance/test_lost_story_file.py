@@ -80,12 +80,15 @@ def test_a_story_folder_renamed_by_hand_is_not_written_anew_by_any_command(
     path.parent.rename(renamed)
     holder = (renamed / path.name).relative_to(ws.root).as_posix()
     moved = f"git mv {renamed.relative_to(ws.root)} {path.parent.relative_to(ws.root)}"
+    (ws.root / "elaboration.yaml").write_text("verdict: PASS\nsummary: clear\n", "utf-8")
 
     for args in (
         ("story", "render", "FLOW-002"),
         ("story", "move", "FLOW-002", "generated"),
         ("story", "block", "FLOW-002", "--reason", "waiting"),
         ("token", "log", "FLOW-002", "elaboration", "--input", "5", "--output", "5"),
+        ("story", "update", "FLOW-002", "--title", "Renamed"),
+        ("artifact", "submit", "FLOW-002", "elaboration", "elaboration.yaml"),
         ("run", "FLOW-002"),
     ):
         error = refused(ws, "FLOW-002", *args, exit_status=7, code="ARTIFACT_STORY_MISMATCH")
