@@ -10,9 +10,10 @@ file), error (a JSON result with is_error), nonfinite (write the artifact, repor
 NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (stream-json
 with tool calls and their results, SECONDS between a call and its result; the second call
 fails; a reviewer calls one tool), toolhang (a tool call that never returns), forkchild
-(leaves a child running that writes orphan.txt in the workspace 1.5 s later). The phase,
-story and folder come from the STORYFLOW_* variables the command agent sets; the prompt arrives on
-stdin.
+(leaves a child running that writes orphan.txt in the workspace 1.5 s later), gemini and
+codex (write the artifact, report the usage as Gemini CLI's JSON and Codex's JSON lines do).
+The phase, story and folder come from the STORYFLOW_* variables the command agent sets; the
+prompt arrives on stdin.
 """
 
 import json
@@ -154,6 +155,25 @@ def main() -> int:
                 {"type": "result", "result": "done", "usage": usage, "total_cost_usd": float("inf")}
             )
         )
+        return 0
+    if mode == "gemini":  # gemini --output-format json: usage per model under stats
+        write_artifact()
+        tokens = {"prompt": 3000, "candidates": 200, "cached": 2000, "thoughts": 50, "tool": 0}
+        print(
+            json.dumps(
+                {"response": "done", "stats": {"models": {"gemini-pro": {"tokens": tokens}}}}
+            )
+        )
+        return 0
+    if mode == "codex":  # codex exec --json: event lines, the usage with turn.completed
+        write_artifact()
+        usage = {"input_tokens": 3000, "cached_input_tokens": 2000, "output_tokens": 250}
+        for event in (
+            {"type": "thread.started", "thread_id": "t"},
+            {"type": "item.completed", "item": {"id": "1", "type": "agent_message", "text": "ok"}},
+            {"type": "turn.completed", "usage": usage},
+        ):
+            print(json.dumps(event), flush=True)
         return 0
     if mode == "tools":
         return tools(seconds)

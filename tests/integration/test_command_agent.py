@@ -84,6 +84,27 @@ def test_a_command_whose_first_argument_is_an_interpreter_flag_runs(workspace: W
     assert drive(ctx, env(ctx), story) is Status.COMPLETED
 
 
+@pytest.mark.parametrize("mode", ["gemini", "codex"])
+def test_other_clis_usage_reaches_the_ledger(workspace: Workspace, mode: str) -> None:
+    """Gemini CLI and Codex print their usage in shapes of their own: the ledger gets the
+    tokens they report (cached ones as cache reads, counted once), not a silent zero."""
+    configure(
+        workspace,
+        {
+            "agents": {"cli": command_agent(fake_command(mode))},
+            "phase_agents": {"elaborate": "cli"},
+        },
+    )
+    ctx = workspace.ctx()
+    (story,) = epic_with(ctx, 1)
+    run_env = env(ctx)
+    run_story(ctx, run_env, story)  # generate
+    assert run_story(ctx, run_env, story).status == "succeeded"  # elaborate
+    (entry,) = [e for e in ctx.store.ledger(story) if e.phase.value == "elaboration"]
+    assert (entry.input_tokens, entry.cache_read_tokens) == (1000, 2000)
+    assert entry.output_tokens == 250  # gemini: 200 candidates + 50 thoughts
+
+
 def test_usage_that_is_not_a_finite_count_fails_the_run(workspace: Workspace) -> None:
     """Python's json reads NaN and Infinity: an agent that prints them (or 1e300) as its
     usage or cost must not crash the run, nor put them in the ledger (every sum would become

@@ -1,12 +1,14 @@
-"""The tool calls read from what a headless coding agent prints: the shapes Claude Code
+"""What a headless coding agent prints, read: the tool calls, in the shapes Claude Code
 (``stream-json`` lines, or ``--output-format json --verbose``: one list of messages) and
-OpenAI-style APIs give."""
+OpenAI-style APIs give, and the usage, in the shapes of Claude Code, OpenAI, Codex and
+Gemini CLI."""
 
 from __future__ import annotations
 
 import json
 
 from storyflow.adapters.agents.output import DETAIL_CHARS, MAX_TOOL_CALLS, parse_output
+from storyflow.services.agents import Usage
 
 
 def _use(key: str, name: str, arguments: object) -> dict[str, object]:
@@ -87,3 +89,107 @@ def test_control_characters_never_reach_the_terminal() -> None:
     assert parsed is not None
     (call,) = parsed.tool_calls
     assert (call.name, call.detail) == ("Ba?sh", "rm -rf build ls?")  # the sequence dropped
+
+
+# ---- usage, in the shapes other CLIs print ---------------------------------------------------
+
+
+def test_claude_code_usage_counts_cache_reads_apart_from_the_input() -> None:
+    claude = {
+        "type": "result",
+        "result": "done",
+        "total_cost_usd": 0.0123,
+        "usage": {
+            "input_tokens": 12,
+            "cache_creation_input_tokens": 700,
+            "cache_read_input_tokens": 5000,
+            "output_tokens": 300,
+        },
+    }
+    parsed = parse_output(json.dumps(claude))
+    assert parsed is not None
+    assert parsed.usage == Usage(
+        input_tokens=12,
+        output_tokens=300,
+        cache_read_tokens=5000,
+        cache_write_tokens=700,
+        cost_usd=0.0123,
+    )
+
+
+def test_openai_style_cached_tokens_are_cache_reads_counted_once() -> None:
+    """OpenAI's prompt_tokens include the cached ones: they become cache reads, and the
+    total stays the tokens the API counted."""
+    result = {
+        "type": "result",
+        "result": "done",
+        "usage": {
+            "prompt_tokens": 1000,
+            "completion_tokens": 50,
+            "prompt_tokens_details": {"cached_tokens": 800},
+        },
+    }
+    parsed = parse_output(json.dumps(result))
+    assert parsed is not None
+    assert (parsed.usage.input_tokens, parsed.usage.cache_read_tokens) == (200, 800)
+    assert parsed.usage.total == 1050
+
+
+def test_codex_exec_json_lines() -> None:
+    """``codex exec --json``: the usage comes with turn.completed (cached_input_tokens among
+    the input), the answer is the last agent_message."""
+    events = [
+        {"type": "thread.started", "thread_id": "t"},
+        {"type": "turn.started"},
+        {"type": "item.completed", "item": {"id": "0", "type": "reasoning", "text": "hm"}},
+        {"type": "item.completed", "item": {"id": "1", "type": "agent_message", "text": "ok"}},
+        {
+            "type": "turn.completed",
+            "usage": {"input_tokens": 24763, "cached_input_tokens": 24448, "output_tokens": 122},
+        },
+    ]
+    parsed = parse_output("\n".join(json.dumps(e) for e in events))
+    assert parsed is not None and parsed.result == "ok"
+    assert parsed.usage == Usage(input_tokens=315, output_tokens=122, cache_read_tokens=24448)
+
+
+def test_gemini_cli_json_stats_per_model() -> None:
+    """``gemini --output-format json``: no usage object, but stats per model (the cached
+    tokens among the prompt's, thoughts billed as output) and the answer as response. Read
+    as zero, a Gemini agent's phases would pass every budget unseen."""
+    output = {
+        "response": "VERDICT: PASS",
+        "stats": {
+            "models": {
+                "gemini-2.5-pro": {
+                    "api": {"totalRequests": 2},
+                    "tokens": {
+                        "prompt": 24939,
+                        "candidates": 20,
+                        "total": 25113,
+                        "cached": 21263,
+                        "thoughts": 154,
+                        "tool": 0,
+                    },
+                },
+                "gemini-2.5-flash": {"tokens": {"prompt": 100, "candidates": 10}},
+            },
+            "tools": {"totalCalls": 1},
+        },
+    }
+    parsed = parse_output(json.dumps(output))
+    assert parsed is not None and parsed.result == "VERDICT: PASS"
+    assert parsed.usage == Usage(
+        input_tokens=24939 - 21263 + 100, output_tokens=20 + 154 + 10, cache_read_tokens=21263
+    )
+
+
+def test_gemini_cli_stream_json_result_stats() -> None:
+    events = [
+        {"type": "init", "session_id": "s", "model": "gemini-2.5-pro"},
+        {"type": "message", "role": "assistant", "content": "ok", "delta": True},
+        {"type": "result", "status": "success", "stats": {"input_tokens": 40, "output_tokens": 9}},
+    ]
+    parsed = parse_output("\n".join(json.dumps(e) for e in events))
+    assert parsed is not None
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (40, 9)

@@ -4,7 +4,10 @@ Understood shapes: one JSON result object (Claude Code ``--output-format json``:
 ``usage.input_tokens``, ``output_tokens``, ``cache_read_input_tokens``,
 ``cache_creation_input_tokens``, ``total_cost_usd``, ``result``, ``is_error``), a JSON list of
 messages ending with such a result, and JSON lines (``stream-json``) whose assistant messages
-carry usage as they stream. OpenAI-style ``prompt_tokens`` / ``completion_tokens`` also count.
+carry usage as they stream. OpenAI-style ``prompt_tokens`` / ``completion_tokens`` (with
+``prompt_tokens_details.cached_tokens``) also count, as do Codex's ``exec --json`` lines
+(``turn.completed`` usage with ``cached_input_tokens``) and Gemini CLI's ``stats`` (per
+model ``tokens``: prompt, candidates, cached, thoughts; or flat in its stream's result).
 The tools the agent called come from the same messages: ``tool_use`` content blocks and the
 ``tool_result`` blocks that answer them (Anthropic), or a message's ``tool_calls`` and the
 ``tool`` messages that answer them (OpenAI).
@@ -43,23 +46,68 @@ class Parsed:
     bad_figures: tuple[str, ...] = ()
 
 
+def _count(raw: Mapping[str, Any], *keys: str) -> int:
+    """The first of ``keys`` that holds a count (see ``_finite``), else 0."""
+    for key in keys:
+        value = raw.get(key)
+        if _finite(value, MAX_TOKENS):
+            return int(value)
+    return 0
+
+
 def usage_of(raw: Any) -> Usage | None:
+    """A usage object: Anthropic's (input without the cache reads), OpenAI's and Codex's
+    (input *with* the cached tokens, named apart: they become cache reads, taken out of the
+    input so the total counts them once), or camelCase (Gemini's stream result)."""
     if not isinstance(raw, Mapping):
         return None
-
-    def number(*keys: str) -> int:
-        for key in keys:
-            value = raw.get(key)
-            if _finite(value, MAX_TOKENS):
-                return int(value)
-        return 0
-
+    input_tokens = _count(raw, "input_tokens", "prompt_tokens", "inputTokens")
+    cache_read = _count(raw, "cache_read_input_tokens", "cache_read_tokens")
+    if not cache_read:
+        details = [raw.get(key) for key in ("prompt_tokens_details", "input_tokens_details")]
+        cached = max(
+            [_count(raw, "cached_input_tokens")]
+            + [_count(d, "cached_tokens") for d in details if isinstance(d, Mapping)]
+        )
+        cache_read = min(cached, input_tokens)
+        input_tokens -= cache_read
     return Usage(
-        input_tokens=number("input_tokens", "prompt_tokens"),
-        output_tokens=number("output_tokens", "completion_tokens"),
-        cache_read_tokens=number("cache_read_input_tokens", "cache_read_tokens"),
-        cache_write_tokens=number("cache_creation_input_tokens", "cache_write_tokens"),
+        input_tokens=input_tokens,
+        output_tokens=_count(raw, "output_tokens", "completion_tokens", "outputTokens"),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=_count(raw, "cache_creation_input_tokens", "cache_write_tokens"),
     )
+
+
+def _gemini_usage(stats: Any) -> Usage | None:
+    """Gemini CLI's ``--output-format json`` stats: per model, ``prompt`` (the cached tokens
+    among them), ``candidates`` and ``thoughts`` (billed as output)."""
+    models = stats.get("models") if isinstance(stats, Mapping) else None
+    if not isinstance(models, Mapping):
+        return None
+    total = Usage()
+    for figures in models.values():
+        tokens = figures.get("tokens") if isinstance(figures, Mapping) else None
+        if not isinstance(tokens, Mapping):
+            continue
+        prompt = _count(tokens, "prompt")
+        cached = min(_count(tokens, "cached"), prompt)
+        total = total + Usage(
+            input_tokens=prompt - cached,
+            output_tokens=_count(tokens, "candidates") + _count(tokens, "thoughts"),
+            cache_read_tokens=cached,
+        )
+    return total
+
+
+def reported_usage(obj: Mapping[str, Any]) -> Usage | None:
+    """The usage a result object reports, in any shape understood; None when it has none:
+    ``usage`` (Claude Code, OpenAI, Codex) or ``stats`` (Gemini CLI)."""
+    usage = usage_of(obj.get("usage"))
+    if usage is not None:
+        return usage
+    stats = obj.get("stats")
+    return _gemini_usage(stats) or usage_of(stats)
 
 
 USAGE_KEYS = (
@@ -220,6 +268,7 @@ class StreamUsage:
         self.final: Mapping[str, Any] | None = None
         self._buffer = ""
         self.tools = ToolCalls(clock)
+        self.said = ""
 
     def feed(self, text: str) -> bool:
         """Add output; True when the cumulative usage changed."""
@@ -241,6 +290,9 @@ class StreamUsage:
         if not isinstance(obj, dict):
             return False
         self.tools.take(obj)
+        item = obj.get("item")
+        if isinstance(item, Mapping) and item.get("type") == "agent_message":
+            self.said = str(item.get("text") or "")  # Codex: its last message is its answer
         if obj.get("type") == "result":
             self.final = obj
             return True
@@ -259,7 +311,7 @@ class StreamUsage:
     @property
     def usage(self) -> Usage:
         if self.final is not None:
-            final = usage_of(self.final.get("usage"))
+            final = reported_usage(self.final)
             if final is not None:
                 return _with_cost(final, _cost(self.final))
         total = self._anonymous
@@ -285,10 +337,10 @@ def parse_output(text: str) -> Parsed | None:
         results = [d for d in data if isinstance(d, Mapping) and d.get("type") == "result"]
         data = results[-1] if results else None
     if isinstance(data, Mapping):
-        usage = usage_of(data.get("usage")) or Usage()
+        usage = reported_usage(data) or Usage()
         return Parsed(
             usage=_with_cost(usage, _cost(data)),
-            result=str(data.get("result") or ""),
+            result=str(data.get("result") or data.get("response") or ""),  # Gemini: response
             is_error=bool(data.get("is_error")),
             data=data,
             tool_calls=tools.calls,
@@ -301,7 +353,7 @@ def parse_output(text: str) -> Parsed | None:
     final = stream.final or {}
     return Parsed(
         usage=stream.usage,
-        result=str(final.get("result") or ""),
+        result=str(final.get("result") or stream.said),
         is_error=bool(final.get("is_error")),
         data=final,
         tool_calls=stream.tools.calls,
