@@ -135,6 +135,15 @@ def agents(config: Config) -> Callable[[str], AgentPort]:
     return built.__getitem__
 
 
+def warm_run_imports() -> None:
+    """Import now what a phase run imports on first use (the story file and artifact
+    parsers, the schemas, the run store: ~0.1 s, more while every worker starts at once):
+    a worker process calls it before its first claim."""
+    import storyflow.adapters.db.run_store
+    import storyflow.adapters.files.storydoc
+    import storyflow.schemas.artifacts  # noqa: F401
+
+
 def _check_agents(config: Config, built: Mapping[str, AgentPort]) -> None:
     """Refuse a run before it claims a story when a command agent it uses names no program
     that could start, or an API agent has no key, or no model for a phase it runs (unless

@@ -93,13 +93,13 @@ def _child(job: _Job, events: Connection, orders: Connection) -> None:
         target=_obey, args=(orders, stop, abort, refused), name="storyflow-orders", daemon=True
     ).start()
     try:
-        from storyflow.bootstrap import agents, open_context
+        from storyflow.bootstrap import agents, open_context, warm_run_imports
         from storyflow.services.run_context import RunEnv
         from storyflow.services.runs import worker_name
         from storyflow.services.workers import work_loop
 
         ctx = open_context(job.config, actor=job.actor)
-        _warm()
+        warm_run_imports()  # each worker's first phase is timed as the phase, not its imports
         try:
             env = RunEnv(
                 settings=job.config.runs,
@@ -117,15 +117,6 @@ def _child(job: _Job, events: Connection, orders: Connection) -> None:
         observer.post("failed", _described(exc))
     else:
         observer.post("done")
-
-
-def _warm() -> None:
-    """Import now what a phase run imports on first use (the story file and artifact
-    parsers, the schemas, the run store: ~0.1 s, more while every worker starts at once), so
-    that each worker's first phase is timed as the phase it is, not with its imports."""
-    import storyflow.adapters.db.run_store
-    import storyflow.adapters.files.storydoc
-    import storyflow.schemas.artifacts  # noqa: F401
 
 
 def _obey(
