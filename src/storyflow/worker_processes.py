@@ -83,9 +83,11 @@ class _Posting:
 def _child(job: _Job, events: Connection, orders: Connection) -> None:
     """A worker process: open the workspace, work until stopped or idle, say how it ended."""
     # A signal from the terminal (Ctrl-C) or a service manager reaches the whole process
-    # group: the parent decides (first: stop, second: abort) and sends the order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # group: the parent decides (first: stop, second: abort) and sends the order. Caught and
+    # dropped, not SIG_IGN: an ignored signal stays ignored in the agents this worker execs,
+    # which then could not be stopped with SIGTERM.
+    signal.signal(signal.SIGINT, _dropped)
+    signal.signal(signal.SIGTERM, _dropped)
     observer = _Posting(events)
     stop, abort = threading.Event(), threading.Event()
     refused: dict[str, float] = {}
@@ -117,6 +119,10 @@ def _child(job: _Job, events: Connection, orders: Connection) -> None:
         observer.post("failed", _described(exc))
     else:
         observer.post("done")
+
+
+def _dropped(signum: int, frame: Any) -> None:
+    """A worker process's SIGINT / SIGTERM: the parent relays what they mean."""
 
 
 def _obey(
@@ -267,7 +273,7 @@ def run_processes(
         _drain(pump, env)
     finally:
         # Normally every child has ended by now. When the parent itself failed, closing the
-        # orders ends the children as the parent's death would (they ignore SIGTERM).
+        # orders ends the children as the parent's death would (they drop SIGTERM).
         for child in children:
             child.orders.close()
         for child in children:

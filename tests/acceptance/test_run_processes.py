@@ -16,7 +16,7 @@ from typing import Any
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import Status
 from storyflow.services.context import Context
-from tests.run_support import configure, epic_with, runs_of, scenario
+from tests.run_support import configure, epic_with, fake_command, runs_of, scenario
 from tests.support import Workspace
 
 
@@ -158,3 +158,21 @@ def test_a_refused_story_is_reported_once(workspace: Workspace) -> None:
     assert all(ctx.story(s).status is Status.COMPLETED for s in others)
     after = ctx.story(broken)
     assert (after.status, after.version) == (before.status, before.version)
+
+
+def test_the_agents_of_a_worker_process_can_be_stopped_with_sigterm(workspace: Workspace) -> None:
+    """A worker process leaves SIGINT and SIGTERM to its parent, but the command agents it
+    starts do not inherit that: a timed-out agent's group gets SIGTERM, and must hear it."""
+    agent = {"type": "command", "command": fake_command("signals")}
+    configure(workspace, {"agents": {"cli": agent}, "phase_agents": {"elaborate": "cli"}})
+    stories = epic_with(workspace.ctx(), 2)
+    done = workspace.run("run", "--epic", "FLOW", "--workers", "2", timeout=120)
+    assert done.code == 0, done
+    ctx = workspace.ctx()
+    runs = [r["id"] for s in stories for r in runs_of(ctx, s) if r["phase"] == "elaborate"]
+    assert len(runs) == 2
+    for run_id in runs:
+        line = (workspace.root / ".storyflow" / "runs" / run_id / "stderr.txt").read_text()
+        ignored = int(line.split(":")[1], 16)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            assert not ignored & (1 << (signum - 1)), (signal.Signals(signum).name, line)

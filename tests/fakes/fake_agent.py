@@ -11,7 +11,8 @@ NaN and 1e300 as usage and cost: Python's json prints and reads them), tools (st
 with tool calls and their results, SECONDS between a call and its result; the second call
 fails; a reviewer calls one tool), toolhang (a tool call that never returns), forkchild
 (leaves a child running that writes orphan.txt in the workspace 1.5 s later), gemini and
-codex (write the artifact, report the usage as Gemini CLI's JSON and Codex's JSON lines do).
+codex (write the artifact, report the usage as Gemini CLI's JSON and Codex's JSON lines do),
+signals (ok, after printing the SigIgn line of /proc/self/status on stderr).
 The phase, story and folder come from the STORYFLOW_* variables the command agent sets; the
 prompt arrives on stdin.
 """
@@ -156,6 +157,11 @@ def main() -> int:
             )
         )
         return 0
+    if mode == "signals":  # which signals it was started ignoring, on stderr
+        with open("/proc/self/status", encoding="ascii") as status:
+            ignored = next(line for line in status if line.startswith("SigIgn:"))
+        print(ignored.strip(), file=sys.stderr)
+        mode = "ok"
     if mode == "gemini":  # gemini --output-format json: usage per model under stats
         write_artifact()
         tokens = {"prompt": 3000, "candidates": 200, "cached": 2000, "thoughts": 50, "tool": 0}
