@@ -19,7 +19,14 @@ from storyflow.services.agents import AgentPort, AgentRequest, AgentResult, Moni
 from storyflow.services.context import Context
 from storyflow.services.run_context import RunEnv
 from storyflow.services.runs import run_phase, start, worker_name
-from storyflow.services.workers import Claimed, claim_next, run_pool, run_story, work_loop
+from storyflow.services.workers import (
+    Claimed,
+    claim_next,
+    recover_expired,
+    run_pool,
+    run_story,
+    work_loop,
+)
 from tests.run_support import configure, env, epic_with, ledger_rows, runs_of, scenario
 from tests.support import Workspace
 
@@ -253,6 +260,10 @@ def test_an_expired_lease_is_taken_over_and_its_run_adopted(workspace: Workspace
     past = ts(ctx.now() - timedelta(seconds=1))
     with ctx.store.transaction():
         ctx.store.conn.execute("UPDATE story_leases SET expires_at = :t", {"t": past})
+    # The lease ran out after the claim above looked: the recovery of leases no claim takes
+    # leaves a claimable story to the claim (it would abandon the run, and the phase would
+    # start again as attempt 2).
+    assert recover_expired(ctx, live, epic="FLOW") == []
     taken = claim_next(ctx, live, epic="FLOW")
     assert isinstance(taken, Claimed) and taken.takeover
     outcome = run_phase(ctx, live, story)

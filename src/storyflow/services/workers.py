@@ -79,11 +79,12 @@ def recover_expired(ctx: Context, env: RunEnv, *, epic: str | None) -> list[str]
     the takeover. Returns the stories recovered."""
     runs = ctx.store.run_store()
     now = ctx.now()
-    if not runs.expired(now=now, epic=epic, limit=1):  # the common case: a read, no lock
+    statuses = actionable_statuses()
+    if not runs.expired(now=now, statuses=statuses, epic=epic, limit=1):  # a read, no lock
         return []
     recovered: list[str] = []
     with ctx.store.transaction():
-        for row in runs.expired(now=now, epic=epic, limit=RECOVER_LIMIT):
+        for row in runs.expired(now=now, statuses=statuses, epic=epic, limit=RECOVER_LIMIT):
             story_id = row["story_id"]
             if not runs.drop_expired(story_id, owner=row["owner"], now=now):
                 continue  # renewed, or another worker got there first

@@ -83,14 +83,20 @@ WHERE story_leases.expires_at <= :now
 RETURNING takeovers
 """
 Q_LEASE_ROW = "SELECT owner, run_id, expires_at FROM story_leases WHERE story_id = :story_id"
-# Expired leases the claim left alone: their stories are not claimable (completed, blocked,
-# paused, ...), so no takeover will come for them.
-Q_EXPIRED = """
+# Expired leases the claim leaves alone: their stories are not claimable (completed, blocked,
+# paused, ...), so no takeover will come for them. A claimable one is left to the claim,
+# which adopts the dead worker's run: a lease that expired just after a claim looked would
+# otherwise be recovered here, its run abandoned, and the phase started again.
+Q_EXPIRED = (
+    """
 SELECT l.story_id, l.owner, l.run_id, l.expires_at
 FROM story_leases l JOIN workflow_stories s ON s.id = l.story_id
-WHERE l.expires_at <= :now {epic}
+WHERE l.expires_at <= :now {epic} AND s.id NOT IN (SELECT s.id"""
+    + _CLAIMABLE
+    + """)
 ORDER BY l.expires_at, l.story_id LIMIT :limit
 """
+)
 Q_DROP_EXPIRED = """
 DELETE FROM story_leases WHERE story_id = :story_id AND owner = :owner AND expires_at <= :now
 """
@@ -258,10 +264,14 @@ class RunStore:
     def lease_row(self, story_id: str) -> Row | None:
         return self.conn.fetchone(Q_LEASE_ROW, {"story_id": story_id})
 
-    def expired(self, *, now: datetime, epic: str | None, limit: int) -> list[Row]:
-        """Leases past their expiry, oldest first (in ``epic`` when given)."""
-        sql = Q_EXPIRED.format(epic="AND s.epic = :epic" if epic else "")
-        return self.conn.fetchall(sql, {"now": ts(now), "epic": epic, "limit": limit})
+    def expired(
+        self, *, now: datetime, statuses: Sequence[Status], epic: str | None, limit: int
+    ) -> list[Row]:
+        """Leases past their expiry on stories no claim would take (a claim in ``statuses``
+        would), oldest first (in ``epic`` when given)."""
+        scope = self._scope(statuses, epic)
+        sql = Q_EXPIRED.format(statuses=scope["statuses"], epic=scope["epic"])
+        return self.conn.fetchall(sql, {**scope["params"], "now": ts(now), "limit": limit})
 
     def drop_expired(self, story_id: str, *, owner: str, now: datetime) -> bool:
         """Delete the lease ``owner`` let expire; False when it was renewed or taken meanwhile."""
