@@ -684,3 +684,23 @@ def test_a_read_after_deferred_writes_sees_them_and_a_lost_compare_and_set_stops
     assert lost.value.code == "VERSION_CONFLICT" and sid in lost.value.message
     after = ctx.story(sid)
     assert (after.title, after.version) == ("Renamed", story.version + 1)
+
+
+def test_a_submission_and_its_agent_log_row_carry_one_time(workspace: Workspace) -> None:
+    """Sync in another clone takes a version's submitted_at from its Agent Log row: the row
+    is stamped with the submission's own time, not a later reading of the clock (a slow
+    transaction could put them in different seconds, and the clones would disagree)."""
+    ctx = workspace.ctx()
+    epics.create_epic(ctx, "FLOW", title="Flow")
+    story = new_story(ctx, "FLOW", title="One")
+    start = datetime(2026, 12, 7, 12, 0, 0, 900_000, tzinfo=UTC)
+    ticks = iter(range(1000))
+    ctx = replace(ctx, clock=lambda: start + timedelta(seconds=next(ticks)))  # 1 s a call
+    source = workspace.root / "elaboration.yaml"
+    source.write_text(yaml.safe_dump(elaboration()), encoding="utf-8")
+    submitted = artifact_service.submit(ctx, story, "elaboration", source)
+    (stored,) = [a for a in ctx.store.list_artifacts(story) if a.kind == "elaboration"]
+    row = ctx.store.log_rows(story)[-1]
+    assert "elaboration v1 submitted" in row.action, row
+    stamp = datetime.fromisoformat(row.timestamp.replace("Z", "+00:00"))
+    assert stamp == stored.submitted_at.replace(microsecond=0), (row, stored, submitted)

@@ -284,7 +284,8 @@ def record(ctx: Context, submission: Submission) -> dict[str, Any]:
             },
         )
         action = submitted_action(kind, version, sub.verdict, sub.raw)
-        row = ctx.log_row(sub.epic, action, sub.destination.name)
+        # stamped as submitted_at: a clone that syncs takes the version's time from the row
+        row = ctx.log_row(sub.epic, action, sub.destination.name, at=now)
         ctx.store.append_log(story_id, [row])
         if sub.destination != sub.source:
             pending.add(sub.destination, sub.raw)

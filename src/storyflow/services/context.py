@@ -99,13 +99,22 @@ class Context:
         return found, facts
 
     def log_row(
-        self, epic: Epic, action: str, outputs: str, agent: str | None = None
+        self,
+        epic: Epic,
+        action: str,
+        outputs: str,
+        agent: str | None = None,
+        *,
+        at: datetime | None = None,
     ) -> AgentLogRow:
+        """An Agent Log row stamped ``at`` (the change's own time, when a row of the change
+        carries it too: sync reads it back from the row), else now."""
         from zoneinfo import ZoneInfo
 
         from storyflow.domain.model import AgentLogRow
 
-        stamp = self.now().astimezone(ZoneInfo(epic.timezone)).isoformat(timespec="seconds")
+        when = self.now() if at is None else at
+        stamp = when.astimezone(ZoneInfo(epic.timezone)).isoformat(timespec="seconds")
         return AgentLogRow(
             timestamp=stamp.replace("+00:00", "Z"),
             agent=agent or self.actor,
