@@ -147,10 +147,15 @@ def threads(root: Path, database_url: str | None, workers: int) -> dict[str, Any
     return {"seconds": seconds, **_check(root, database_url, calls[0])}
 
 
-def processes(root: Path, database_url: str | None, workers: int) -> dict[str, Any]:
+def _storyflow(database_url: str | None) -> tuple[list[str], dict[str, str]]:
+    """The storyflow command beside this Python, and its environment."""
     exe = Path(sys.executable).with_name("storyflow")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
-    env = clean_env({"STORYFLOW_DATABASE_URL": database_url} if database_url else None)
+    return command, clean_env({"STORYFLOW_DATABASE_URL": database_url} if database_url else None)
+
+
+def processes(root: Path, database_url: str | None, workers: int) -> dict[str, Any]:
+    command, env = _storyflow(database_url)
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -170,9 +175,7 @@ def processes(root: Path, database_url: str | None, workers: int) -> dict[str, A
 
 
 def run_epic(root: Path, database_url: str | None, workers: int) -> dict[str, Any]:
-    exe = Path(sys.executable).with_name("storyflow")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "storyflow"]
-    env = clean_env({"STORYFLOW_DATABASE_URL": database_url} if database_url else None)
+    command, env = _storyflow(database_url)
     start = time.perf_counter()
     done = subprocess.run(
         [*command, "run", "--epic", "BENCH", "--workers", str(workers), "--json"],

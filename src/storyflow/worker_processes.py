@@ -1,6 +1,6 @@
 """``storyflow run --epic``'s workers as processes: one interpreter each, so that N workers
-use N CPUs (worker threads share one GIL: 4 threads ran 97 phase runs/s where 4 processes
-ran 130, bench/runs.py).
+use N CPUs (worker threads share one GIL: with 4 workers the command went from 97 to 133
+phase runs/s on SQLite, bench/RESULTS.md).
 
 The parent keeps the terminal: the live board, the signals, the report. Each child opens its
 own context and agents from the parent's Config and runs ``workers.work_loop``. What it tells
@@ -147,12 +147,8 @@ def _obey(
 
 def _described(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, StoryflowError):
-        return {
-            "code": exc.code,
-            "message": exc.message,
-            "hint": exc.hint,
-            "details": exc.details,
-        }
+        described: dict[str, Any] = exc.to_json()["error"]  # the CLI's error body
+        return described
     return {"code": "INTERNAL", "message": "".join(traceback.format_exception(exc)).rstrip()}
 
 

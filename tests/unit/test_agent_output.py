@@ -193,3 +193,16 @@ def test_gemini_cli_stream_json_result_stats() -> None:
     parsed = parse_output("\n".join(json.dumps(e) for e in events))
     assert parsed is not None
     assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (40, 9)
+
+
+def test_gemini_figures_that_are_no_count_are_named() -> None:
+    """The rule for Claude Code's usage holds for Gemini's stats: a figure that is no count
+    (NaN, infinite, negative) is named, so the run fails instead of counting it as zero."""
+    tokens = {"prompt": float("nan"), "candidates": 20, "cached": -1, "thoughts": 3}
+    output = {"response": "done", "stats": {"models": {"gemini-pro": {"tokens": tokens}}}}
+    parsed = parse_output(json.dumps(output))
+    assert parsed is not None
+    assert parsed.bad_figures == (
+        "stats.models.gemini-pro.tokens.prompt=nan",
+        "stats.models.gemini-pro.tokens.cached=-1",
+    )

@@ -122,6 +122,9 @@ USAGE_KEYS = (
 )
 
 
+GEMINI_KEYS = ("prompt", "candidates", "cached", "thoughts")
+
+
 def bad_figures(result: Mapping[str, Any]) -> tuple[str, ...]:
     """The figures of a result object that are there but are no count: the run cannot
     trust its accounting (a budget would pass on the zero they count as)."""
@@ -131,6 +134,17 @@ def bad_figures(result: Mapping[str, Any]) -> tuple[str, ...]:
         for key in USAGE_KEYS
         if isinstance(usage, Mapping) and key in usage and not _finite(usage[key], MAX_TOKENS)
     ]
+    stats = result.get("stats")
+    models = stats.get("models") if isinstance(stats, Mapping) else None
+    for name, figures in models.items() if isinstance(models, Mapping) else ():
+        tokens = figures.get("tokens") if isinstance(figures, Mapping) else None
+        found += [
+            f"stats.models.{name}.tokens.{key}={tokens[key]!r}"
+            for key in GEMINI_KEYS
+            if isinstance(tokens, Mapping)
+            and key in tokens
+            and not _finite(tokens[key], MAX_TOKENS)
+        ]
     found += [
         f"{key}={result[key]!r}"
         for key in ("total_cost_usd", "cost_usd")
