@@ -1,6 +1,6 @@
-"""``storyflow run --epic``'s workers as processes: one interpreter each, so that N workers
-use N CPUs (worker threads share one GIL: with 4 workers the command went from 97 to 133
-phase runs/s on SQLite, bench/RESULTS.md).
+"""The workers of ``storyflow run --epic`` and ``storyflow worker`` as processes: one
+interpreter each, so that N workers use N CPUs (worker threads share one GIL: with 4 workers
+the command went from 97 to 133 phase runs/s on SQLite, bench/RESULTS.md).
 
 The parent keeps the terminal: the live board, the signals, the report. Each child opens its
 own context and agents from the parent's Config and runs ``workers.work_loop``. What it tells
@@ -8,7 +8,9 @@ its observer travels to the parent over a pipe of its own; the parent's orders (
 a story refused by another child) travel back over another. Pipes, not shared locks or
 events: a child killed at any moment cannot leave a lock held that the others would wait on.
 A child whose parent dies exits at once, as a worker thread dies with its process: its
-story's lease expires and another worker takes the story over.
+story's lease expires and another worker takes the story over. A child killed while the
+parent lives is started again (a long-running ``storyflow worker`` keeps its N workers),
+unless its slot's processes keep dying as soon as they start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     from storyflow.services.run_report import BudgetEvent, PhaseEvent
 
 STOP, ABORT, REFUSED = "stop", "abort", "refused"
+# A killed worker process is started again, unless RESPAWN_LIMIT of its slot's processes in a
+# row died within YOUNG_SECONDS of starting (a worker that cannot live: say so, go on without).
+RESPAWN_LIMIT, YOUNG_SECONDS = 3, 10.0
 # How long the parent waits on its children's pipes before it looks at its own signals.
 POLL_SECONDS = 0.2
 
@@ -169,6 +175,8 @@ class _Child:
     events: Connection
     orders: Connection
     ended: bool = False  # it said so ("done" or "failed")
+    born: float = field(default_factory=time.monotonic)
+    quick_deaths: int = 0  # of its slot's earlier processes, in a row: each died young
 
     def order(self, kind: str, value: str | None = None) -> None:
         with contextlib.suppress(OSError):  # it has ended: its pipe says so to the loop
@@ -182,6 +190,7 @@ class _Pump:
 
     env: RunEnv
     children: list[_Child]
+    spawn: Callable[[int], _Child] | None = None  # a new process for a slot
     run_ids: list[str] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)
@@ -219,18 +228,35 @@ class _Pump:
         self.reported.add((story_id, what))
         return True
 
-    def ended(self, child: _Child) -> None:
-        """Its pipe closed: it ended, or it was killed (the others take its story over once
-        its lease expires)."""
+    def ended(self, child: _Child) -> _Child | None:
+        """Its pipe closed: it ended, or it was killed. A killed worker's story is taken over
+        once its lease expires, and a new process takes its place (unless the workers are
+        stopping, or its slot's processes keep dying young: then the others go on)."""
         child.process.join()
         if child.ended:
-            return
+            return None
         code = child.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        self.env.observer.on_warning(
+        said = (
             f"worker process {child.index} (pid {child.process.pid}) ended by {how}: a story "
             "it held is taken over once its lease expires"
         )
+        young = time.monotonic() - child.born < YOUNG_SECONDS
+        deaths = child.quick_deaths + 1 if young else 0
+        if self.env.stop.is_set() or self.spawn is None:
+            self.env.observer.on_warning(said)
+            return None
+        if deaths >= RESPAWN_LIMIT:
+            self.env.observer.on_warning(
+                f"{said}; its slot is not started again: {deaths} of its processes in a row "
+                f"died within {YOUNG_SECONDS:g} s of starting"
+            )
+            return None
+        new = self.spawn(child.index)
+        new.quick_deaths = deaths
+        self.children[self.children.index(child)] = new
+        self.env.observer.on_warning(f"{said}; worker process {new.index} started again")
+        return new
 
 
 def run_processes(
@@ -246,33 +272,38 @@ def run_processes(
     ended; raises the first error a worker raised (the others stop after their phase).
     ``env`` is the parent's: its observer gets the children's reports, its ``stop`` and
     ``abort`` (set by the signal handlers) are sent to them as orders."""
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     children: list[_Child] = []
-    pump = _Pump(env=env, children=children)
+    started: list[_Child] = []  # every process, the ones started again included
+
+    def spawn(index: int) -> _Child:
+        events_in, events_out = context.Pipe(duplex=False)
+        orders_in, orders_out = context.Pipe(duplex=False)
+        job = _Job(config=config, actor=actor, index=index, epic=epic, until_idle=until_idle)
+        process = context.Process(
+            target=_child,
+            args=(job, events_out, orders_in),
+            name=f"storyflow-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        events_out.close()  # the child's ends: the parent sees EOF when it ends
+        orders_in.close()
+        child = _Child(index=index, process=process, events=events_in, orders=orders_out)
+        started.append(child)
+        return child
+
+    pump = _Pump(env=env, children=children, spawn=spawn)
     try:
         for index in range(workers):
-            events_in, events_out = spawn.Pipe(duplex=False)
-            orders_in, orders_out = spawn.Pipe(duplex=False)
-            job = _Job(config=config, actor=actor, index=index, epic=epic, until_idle=until_idle)
-            process = spawn.Process(
-                target=_child,
-                args=(job, events_out, orders_in),
-                name=f"storyflow-worker-{index}",
-                daemon=True,
-            )
-            process.start()
-            events_out.close()  # the child's ends: the parent sees EOF when it ends
-            orders_in.close()
-            children.append(
-                _Child(index=index, process=process, events=events_in, orders=orders_out)
-            )
+            children.append(spawn(index))
         _drain(pump, env)
     finally:
         # Normally every child has ended by now. When the parent itself failed, closing the
         # orders ends the children as the parent's death would (they drop SIGTERM).
-        for child in children:
+        for child in started:
             child.orders.close()
-        for child in children:
+        for child in started:
             child.process.join(timeout=10)
             if child.process.is_alive():
                 child.process.kill()
@@ -299,6 +330,10 @@ def _drain(pump: _Pump, env: RunEnv) -> None:
                 kind, args = conn.recv()
             except (EOFError, OSError):
                 del live[conn]
-                pump.ended(child)
+                new = pump.ended(child)
+                if new is not None:
+                    live[new.events] = new
+                    if sent is not None:
+                        new.order(sent)
                 continue
             pump.receive(child, kind, args)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -115,6 +116,7 @@ def test_a_killed_worker_process_is_taken_over_and_the_run_goes_on(workspace: Wo
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert f"(pid {doomed}) ended by signal 9" in err, err
+    assert "worker process 1 started again" in err or "worker process 0 started again" in err
     _implemented_once(ctx, story)
     assert json.loads(out)["takeovers"] == 1
     assert workspace.run("check").code == 0
@@ -176,3 +178,42 @@ def test_the_agents_of_a_worker_process_can_be_stopped_with_sigterm(workspace: W
         ignored = int(line.split(":")[1], 16)
         for signum in (signal.SIGINT, signal.SIGTERM):
             assert not ignored & (1 << (signum - 1)), (signal.Signals(signum).name, line)
+
+
+def test_a_worker_commands_processes_are_started_again_until_they_keep_dying(
+    workspace: Workspace,
+) -> None:
+    """``storyflow worker --concurrency 2`` (no --until-idle: a service) keeps two worker
+    processes: a killed one is started again, until three of its slot's processes in a row
+    died young; SIGTERM then stops the command with its report."""
+    scenario(workspace, {"defaults": {"delay": 0.2}})
+    configure(workspace, {"scenario": "scenario.yaml"})
+    stories = epic_with(workspace.ctx(), 3)
+    command = workspace.spawn("worker", "--epic", "FLOW", "--concurrency", "2", "--json")
+
+    def two() -> list[int] | None:
+        found = sorted(_children(command.pid))
+        return found if len(found) == 2 else None
+
+    survivor, doomed = _until(two, "two worker processes")
+    killed = []
+    for _ in range(3):
+        os.kill(doomed, signal.SIGKILL)
+        killed.append(doomed)
+
+        def replaced(gone: int = doomed) -> list[int]:
+            now = _children(command.pid)
+            return [p for p in now if p not in (survivor, gone) and p not in killed]
+
+        if len(killed) < 3:
+            doomed = _until(replaced, "a new worker process")[0]
+    _until(lambda: _children(command.pid) == [survivor], "only the survivor left", timeout=20)
+    ctx = workspace.ctx()
+    _until(lambda: all(ctx.story(s).status is Status.COMPLETED for s in stories), "the stories")
+    command.send_signal(signal.SIGTERM)
+    out, err = command.communicate(timeout=60)
+    assert command.returncode == 0, err
+    assert len(re.findall(r"; worker process \d started again", err)) == 2, err
+    assert "its slot is not started again: 3 of its processes in a row died" in err, err
+    assert json.loads(out)["interrupted"] is True
+    assert workspace.run("check").code == 0

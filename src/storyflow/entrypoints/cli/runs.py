@@ -166,7 +166,7 @@ def run(
         raise UsageError("--phase, --force and --wait go with a STORY_ID", hint="storyflow run ID")
     config = _config()
     if epic is not None:
-        summary = _pool(config, actor, epic=epic, workers=workers, until_idle=True, processes=True)
+        summary = _pool(config, actor, epic=epic, workers=workers, until_idle=True)
         if as_json:
             emit_json(summary.to_json())
         else:
@@ -204,11 +204,9 @@ def _pool(
     workers: int | None,
     until_idle: bool,
     flag: str = "--workers",
-    processes: bool = False,
 ) -> RunSummary:
-    """The workers, in threads of this process, or (``processes``, more than one worker) in
-    processes of their own: ``run --epic`` is CPU-bound with fast agents, and threads share
-    one interpreter."""
+    """The workers: one in this process, or more in processes of their own (with fast
+    agents the work is CPU-bound, and threads of one process share one interpreter)."""
     from storyflow.bootstrap import open_context, utc_now
     from storyflow.errors import UsageError
     from storyflow.services.run_report import SerialObserver
@@ -232,7 +230,7 @@ def _pool(
         env = _env(config, SerialObserver(board) if board else _observer(False))
         started = utc_now()
         with _signals(env), board or nullcontext():
-            if processes and count > 1:
+            if count > 1:
                 from storyflow.worker_processes import run_processes
 
                 run_ids = run_processes(
@@ -263,7 +261,11 @@ def _pool(
 
 
 @click.command()
-@option("--concurrency", type=int, help="Worker threads in this process (default: runs.workers).")
+@option(
+    "--concurrency",
+    type=int,
+    help="Parallel worker processes (default: runs.workers); 1 works in this process.",
+)
 @option("--epic", help="Only stories of this epic.")
 @option("--until-idle", is_flag=True, help="Exit once nothing is claimable and nothing runs.")
 @actor_option
@@ -276,10 +278,16 @@ def worker(
 
     Runs until SIGINT/SIGTERM (the first lets running phases finish, the second interrupts
     them) or, with --until-idle, until there is nothing left to do; then prints the report.
+    With --concurrency N > 1 the workers are processes under this one, as run --epic's are.
     """
     config = _config()
     summary = _pool(
-        config, actor, epic=epic, workers=concurrency, until_idle=until_idle, flag="--concurrency"
+        config,
+        actor,
+        epic=epic,
+        workers=concurrency,
+        until_idle=until_idle,
+        flag="--concurrency",
     )
     if as_json:
         emit_json(summary.to_json())
