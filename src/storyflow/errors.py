@@ -155,6 +155,11 @@ CODES: dict[str, ErrorCode] = _codes(
         "This clone's story files are behind the database: the run leaves the story alone.",
     ),
     ("DATABASE_BUSY", 5, "Another process held the database write lock too long."),
+    (
+        "DATABASE_CONNECTION_LOST",
+        5,
+        "The database connection broke during a transaction; it is made anew on the next try.",
+    ),
     ("DUPLICATE_ID", 5, "An epic or story with that ID already exists."),
     ("HOOK_EXISTS", 5, "A git hook storyflow did not write is in the way (--force)."),
     ("FOLDER_OCCUPIED", 5, "Something else is where a stage move would put the story folder."),

@@ -186,10 +186,15 @@ def run_story(
     parse_story_id(story_id)
     ctx.story(story_id)  # not found: exit 6 before any lease
     acquire_story(ctx, env, story_id, wait=wait)
+    lost = False
     try:
         return run_phase(ctx, env, story_id, named=phase, force=force)
+    except StoryflowError as error:
+        lost = error.code == CONNECTION_LOST  # the lease expires: see _turn
+        raise
     finally:
-        release(ctx, env, story_id)
+        if not lost:
+            release(ctx, env, story_id)
 
 
 def work_loop(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> None:
@@ -209,24 +214,52 @@ def _pass_on_warnings(ctx: Context, env: RunEnv) -> None:
 
 def _work(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> None:
     while not env.stop.is_set():
-        claimed = claim_next(ctx, env, epic=epic)
-        if isinstance(claimed, Claimed):
-            try:
-                run_phase(ctx, env, claimed.story_id)
-            except StoryflowError as error:
-                # A phase refused before it started (e.g. a bad merge broke the story file):
-                # the story stays as it is, and this run leaves it alone for a while
-                # instead of claiming it again at once, forever.
-                _refused(env, claimed.story_id, epic, error)
-            finally:
+        try:
+            if _turn(ctx, env, epic=epic, until_idle=until_idle):
+                return
+        except StoryflowError as error:
+            if error.code != CONNECTION_LOST:
+                raise
+            # The database server restarted (or a failover, a network cut) in the middle of
+            # a transaction: the next statement connects again (or, after a minute without
+            # a server, raises DATABASE_UNREACHABLE), and this worker goes on.
+            env.observer.on_warning(f"{env.worker}: {error.message}; connecting again")
+            env.sleep(env.settings.poll_seconds)
+
+
+# A transaction's connection broke (adapters/db/connection.py ConnectionLost).
+CONNECTION_LOST = "DATABASE_CONNECTION_LOST"
+
+
+def _turn(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> bool:
+    """Claim and run one phase, or recover an expired lease, or wait; True when idle and
+    told to stop then."""
+    claimed = claim_next(ctx, env, epic=epic)
+    if isinstance(claimed, Claimed):
+        lost = False
+        try:
+            run_phase(ctx, env, claimed.story_id)
+        except StoryflowError as error:
+            if error.code == CONNECTION_LOST:
+                # What the phase committed last is not known: its lease stays, and expires,
+                # and the story is taken over (by any worker) as a dead worker's would be.
+                lost = True
+                raise
+            # A phase refused before it started (e.g. a bad merge broke the story file):
+            # the story stays as it is, and this run leaves it alone for a while
+            # instead of claiming it again at once, forever.
+            _refused(env, claimed.story_id, epic, error)
+        finally:
+            if not lost:
                 release(ctx, env, claimed.story_id)
-                _pass_on_warnings(ctx, env)
-            continue
-        if recover_expired(ctx, env, epic=epic):
-            continue
-        if claimed and until_idle:
-            return
-        env.sleep(env.settings.poll_seconds)
+            _pass_on_warnings(ctx, env)
+        return False
+    if recover_expired(ctx, env, epic=epic):
+        return False
+    if claimed and until_idle:
+        return True
+    env.sleep(env.settings.poll_seconds)
+    return False
 
 
 # How long a run leaves a refused story alone before a long-running worker tries it again

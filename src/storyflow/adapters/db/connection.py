@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -36,6 +36,19 @@ class UniqueViolation(Exception):
 
 class DatabaseBusy(ConflictError):
     pass
+
+
+class ConnectionLost(StoryflowError):
+    """The connection to the database server broke in the middle of a transaction (a server
+    restart, a failover, a network cut): the transaction is gone, or (its COMMIT in flight)
+    its outcome is unknown. The connection itself is made again at its next use."""
+
+    exit_status = 5
+    default_code = "DATABASE_CONNECTION_LOST"
+
+
+# How long a lost PostgreSQL connection is tried again (a server restart takes seconds).
+RECONNECT_SECONDS = 60.0
 
 
 class Connection(Protocol):
@@ -367,7 +380,6 @@ class PostgresConnection:
     def __init__(self, url: str) -> None:
         try:
             import psycopg
-            from psycopg.rows import dict_row
         except ImportError as exc:
             raise UsageError(
                 "PostgreSQL needs the psycopg driver",
@@ -376,17 +388,17 @@ class PostgresConnection:
             ) from exc
         self._psycopg = psycopg
         self.url = url
-        conninfo = _check_postgres_url(url)
+        self._conninfo = _check_postgres_url(url)
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
+            self._conn = self._connect()
         except psycopg.OperationalError as exc:
             raise UsageError(
-                f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}",
+                f"cannot connect to PostgreSQL: {_first_line(exc)}",
                 code="DATABASE_UNREACHABLE",
                 hint="check STORYFLOW_DATABASE_URL and that the server is running",
             ) from exc
         except psycopg.Error as exc:  # what libpq refused in the URL itself
-            raise invalid_url(url, str(exc).strip().splitlines()[0]) from exc
+            raise invalid_url(url, _first_line(exc)) from exc
         self._depth = 0
         self._begin_pending = False  # a transaction started, its BEGIN not sent yet
         self._open = False  # BEGIN sent, COMMIT not yet
@@ -396,6 +408,8 @@ class PostgresConnection:
         first statements and its COMMIT with its last ones: several statements go as one
         pipeline, one round trip."""
         batch = [(to_pyformat(sql), params or {}) for sql, params in statements]
+        if self._conn.closed and not self._open:  # lost between transactions: nothing lost
+            self._reconnect()
         if self._begin_pending:
             batch.insert(0, ("BEGIN", {}))
             self._begin_pending = False
@@ -403,6 +417,57 @@ class PostgresConnection:
         if commit and self._open:
             batch.append(("COMMIT", {}))
             self._open = False
+        try:
+            cursors = self._execute(batch)
+        except self._psycopg.OperationalError as exc:
+            if not self._conn.closed:
+                raise
+            self._open = False
+            if not _replayable(batch, exc, in_transaction=self._depth > 0):
+                raise _lost(exc) from exc
+            # Nothing of it was committed, and nothing before it is lost: send it again on
+            # a new connection (the server restarted while this one was idle, typically).
+            self._reconnect()
+            if batch[0][0] == "BEGIN":
+                self._open = batch[-1][0] != "COMMIT"
+            try:
+                cursors = self._execute(batch)
+            except self._psycopg.OperationalError as again:
+                if not self._conn.closed:
+                    raise
+                self._open = False
+                raise _lost(again) from again
+        begun = 1 if batch[0][0] == "BEGIN" else 0
+        return cursors[begun : begun + len(statements)]
+
+    def _connect(self) -> Any:
+        from psycopg.rows import dict_row
+
+        return self._psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+
+    def _reconnect(self) -> None:
+        """A new connection for one that broke, tried for up to RECONNECT_SECONDS (a
+        restarting server refuses connections for a while)."""
+        with suppress(Exception):  # closing a broken connection: nothing left to save
+            self._conn.close()
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                self._conn = self._connect()
+                return
+            except self._psycopg.OperationalError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise UsageError(
+                        "lost the connection to PostgreSQL and could not connect again "
+                        f"within {RECONNECT_SECONDS:g} s: {_first_line(exc)}",
+                        code="DATABASE_UNREACHABLE",
+                        hint="check that the server is running, then run the command again",
+                    ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _execute(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
         errors = self._psycopg.errors
         try:
             if len(batch) == 1:
@@ -425,8 +490,7 @@ class PostgresConnection:
                 code="DATABASE_READONLY",
                 hint="point STORYFLOW_DATABASE_URL at the primary, or allow writes there",
             ) from exc
-        begun = 1 if batch[0][0] == "BEGIN" else 0
-        return cursors[begun : begun + len(statements)]
+        return cursors
 
     def _pipeline(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
         """The statements in one pipeline. A statement's error may surface at a later
@@ -518,8 +582,9 @@ class PostgresConnection:
         try:
             yield
         except BaseException:
-            if self._open:
-                self._conn.execute("ROLLBACK")
+            if self._open and not self._conn.closed:
+                with suppress(self._psycopg.OperationalError):  # the error raised says more
+                    self._conn.execute("ROLLBACK")
             raise
         else:
             if self._open:
@@ -531,6 +596,36 @@ class PostgresConnection:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _replayable(
+    batch: Sequence[tuple[str, Mapping[str, Any]]], exc: Exception, *, in_transaction: bool
+) -> bool:
+    """Whether a batch whose connection broke can be sent again on a new one: nothing of
+    it was committed and nothing sent before it is lost. That is a transaction's first
+    batch without its COMMIT (the server rolled it back), reads alone, or one statement
+    outside a transaction that the server refused because it was ending the session
+    (SQLSTATE class 57P: shut down, terminated: the statement did not run)."""
+    sql = [text for text, _ in batch if text not in ("BEGIN", "COMMIT")]
+    reads = all(text.lstrip()[:6].upper() == "SELECT" for text in sql)
+    ended = str(getattr(exc, "sqlstate", None) or "").startswith("57P")
+    if batch[0][0] == "BEGIN":  # the transaction starts here
+        return batch[-1][0] != "COMMIT" or reads
+    if in_transaction:  # earlier statements of this transaction went with the connection
+        return False
+    return reads or (ended and len(sql) == 1)
+
+
+def _lost(exc: Exception) -> ConnectionLost:
+    return ConnectionLost(
+        f"the connection to PostgreSQL broke during a transaction: {_first_line(exc)}",
+        hint="run the command again (the connection is made anew); a run's phase that was "
+        "in flight is taken over once its lease expires",
+    )
 
 
 Check = Callable[[int], None]

@@ -1,0 +1,146 @@
+"""A PostgreSQL connection that breaks (a server restart, a failover, an administrator's
+pg_terminate_backend) is made anew: a statement sent on it that cannot have been committed is
+sent again on the new one; a transaction that lost earlier statements with it is refused
+with DATABASE_CONNECTION_LOST (exit 5), nothing of it committed; and workers go on through
+both, each phase succeeding once. PostgreSQL's own: these run in the PostgreSQL suite."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+
+from storyflow.adapters.db.connection import ConnectionLost, PostgresConnection
+from storyflow.domain.artifacts import ArtifactKind
+from storyflow.domain.statuses import Status
+from tests.run_support import configure, epic_with, runs_of, scenario
+from tests.support import Workspace
+
+
+@pytest.fixture
+def pg_url(database_url: str | None) -> str:
+    if database_url is None:
+        pytest.skip("PostgreSQL's own (the PostgreSQL suite runs it)")
+    return database_url
+
+
+def _terminate(url: str, pid: int) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        ended = admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+        assert ended == (True,)
+        # until the server has ended it: its FATAL then waits for the client's next read
+        admin.execute(
+            "DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = "
+            f"{pid}) LOOP PERFORM pg_sleep(0.01); END LOOP; END $$"
+        )
+
+
+def _backend(conn: PostgresConnection) -> int:
+    row = conn.fetchone("SELECT pg_backend_pid() AS pid")
+    assert row is not None
+    return int(row["pid"])
+
+
+def _table(conn: PostgresConnection) -> None:
+    conn.execute("DROP TABLE IF EXISTS lost_t")
+    conn.execute("CREATE TABLE lost_t (n INTEGER NOT NULL)")
+
+
+def _rows(conn: PostgresConnection) -> list[int]:
+    return [row["n"] for row in conn.fetchall("SELECT n FROM lost_t ORDER BY n")]
+
+
+def test_a_connection_ended_between_transactions_is_made_anew(pg_url: str) -> None:
+    conn = PostgresConnection(pg_url)
+    try:
+        _table(conn)
+        first = _backend(conn)
+        _terminate(pg_url, first)
+        assert _backend(conn) != first  # a read: sent again on a new connection
+
+        _terminate(pg_url, _backend(conn))
+        with conn.transaction():  # its first statements go with BEGIN: sent again
+            conn.execute("INSERT INTO lost_t (n) VALUES (1)")
+            conn.execute("INSERT INTO lost_t (n) VALUES (2)")
+
+        _terminate(pg_url, _backend(conn))
+        conn.execute("INSERT INTO lost_t (n) VALUES (3)")  # refused as the session ended
+        assert _rows(conn) == [1, 2, 3]
+    finally:
+        conn.close()
+
+
+def test_a_transaction_that_lost_statements_with_its_connection_commits_nothing(
+    pg_url: str,
+) -> None:
+    conn = PostgresConnection(pg_url)
+    try:
+        _table(conn)
+        with pytest.raises(ConnectionLost) as raised, conn.transaction():
+            conn.execute("INSERT INTO lost_t (n) VALUES (1)")
+            _terminate(pg_url, _backend(conn))
+            conn.execute("INSERT INTO lost_t (n) VALUES (2)")
+        assert raised.value.code == "DATABASE_CONNECTION_LOST"
+        assert raised.value.exit_status == 5
+        assert "terminating connection" in raised.value.message
+        with conn.transaction():  # the next one connects again
+            conn.execute("INSERT INTO lost_t (n) VALUES (3)")
+        assert _rows(conn) == [3]
+    finally:
+        conn.close()
+
+
+def test_workers_go_on_when_the_server_ends_their_connections(
+    workspace: Workspace, pg_url: str
+) -> None:
+    """Every worker session of the database is ended, three times, while four stories run;
+    and the one finish transaction of an implement phase is ended mid-way (a trigger ends
+    its own session once): that worker leaves the story to its lease, which another worker
+    takes over. Every story completes, each phase succeeds once."""
+    scenario(workspace, {"defaults": {"delay": 0.15}})
+    configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
+    stories = epic_with(workspace.ctx(), 4)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE SEQUENCE lost_once")
+        admin.execute(
+            "CREATE FUNCTION lost_mid_finish() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF nextval('lost_once') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+            "PERFORM pg_sleep(5); END IF; RETURN NEW; END $$"
+        )
+        admin.execute(
+            "CREATE TRIGGER lost_mid_finish AFTER INSERT ON workflow_proof "
+            "FOR EACH ROW EXECUTE FUNCTION lost_mid_finish()"
+        )
+    run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
+    ctx = workspace.ctx()
+
+    def sessions() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    ended = 0
+    for _ in range(3):
+        time.sleep(1.0)
+        ended += sessions()
+    out, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    assert ended > 0
+    assert "DATABASE_CONNECTION_LOST" not in out
+    assert "broke during a transaction" in err and "connecting again" in err, err
+    summary = json.loads(out)
+    assert summary["takeovers"] >= 1
+    for story in stories:
+        assert ctx.story(story).status is Status.COMPLETED
+        succeeded = [r["phase"] for r in runs_of(ctx, story) if r["status"] == "succeeded"]
+        assert len(succeeded) == len(set(succeeded)), (story, succeeded)
+        proofs = [
+            a.version for a in ctx.store.list_artifacts(story) if a.kind is ArtifactKind.PROOF
+        ]
+        assert proofs == [1], (story, proofs)
+    assert workspace.run("check").code == 0
