@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -20,10 +21,17 @@ from tests.support import Workspace
 
 
 @pytest.fixture
-def pg_url(database_url: str | None) -> str:
+def pg_url(database_url: str | None) -> Iterator[str]:
+    """The test's database; what the tests add to it is dropped after (the database is
+    emptied and handed to the next test, which must not find a trigger of these)."""
     if database_url is None:
         pytest.skip("PostgreSQL's own (the PostgreSQL suite runs it)")
-    return database_url
+    yield database_url
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP TABLE IF EXISTS lost_t")
+        admin.execute("DROP TRIGGER IF EXISTS lost_mid_finish ON workflow_proof")
+        admin.execute("DROP FUNCTION IF EXISTS lost_mid_finish()")
+        admin.execute("DROP SEQUENCE IF EXISTS lost_once")
 
 
 def _terminate(url: str, pid: int) -> None:

@@ -534,10 +534,24 @@ class PostgresConnection:
 
         if self._begin_pending:  # the transaction's BEGIN goes first, as in _send
             self._send([])
-        cursor = self._conn.cursor(row_factory=tuple_row)
-        cursor.execute(to_pyformat(sql), params or {})
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        elif self._conn.closed and not self._open:
+            self._reconnect()
+        with self._lost_here():
+            cursor = self._conn.cursor(row_factory=tuple_row)
+            cursor.execute(to_pyformat(sql), params or {})
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
+
+    @contextmanager
+    def _lost_here(self) -> Iterator[None]:
+        """A broken connection under a statement sent outside ``_send``: lost."""
+        try:
+            yield
+        except self._psycopg.OperationalError as exc:
+            if not self._conn.closed:
+                raise
+            self._open = False
+            raise _lost(exc) from exc
 
     def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -546,9 +560,11 @@ class PostgresConnection:
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         if self._begin_pending:  # the transaction's BEGIN goes first, as in _send
             self._send([])
+        elif self._conn.closed and not self._open:
+            self._reconnect()
         errors = self._psycopg.errors
         try:
-            with self._conn.cursor() as cursor:
+            with self._lost_here(), self._conn.cursor() as cursor:
                 statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
                 with cursor.copy(statement) as copy:
                     for row in rows:
