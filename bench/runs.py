@@ -7,11 +7,12 @@ For each backend: a fresh workspace with N stories, the scripted agent with no d
 every verdict passing (scenarios/zero.yaml) and one review agent per review (no parallel
 reviewers), then every story driven from pending to completed (7 phase runs each):
 
-- ``threads``: the pool of ``storyflow worker --concurrency 4`` in this process (4 worker
-  threads);
+- ``threads``: a pool of 4 worker threads in this process (``workers.run_pool``, which
+  ``storyflow worker --concurrency N`` ran until it used processes as ``run --epic`` does);
 - ``processes``: 4 ``storyflow worker --until-idle`` processes (process start included);
 - ``run --epic``: the command, ``storyflow run --epic BENCH --workers 4`` (its 4 worker
-  processes under one parent; process start included).
+  processes under one parent; process start included; ``storyflow worker --concurrency 4``
+  runs the same way).
 
 Each run counts duplicates -- agent invocations beyond the runs recorded, and stories
 completed more than once -- and asserts there are none. On PostgreSQL the procrastinate

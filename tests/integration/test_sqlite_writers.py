@@ -6,10 +6,12 @@ writes when the lock file cannot be used. These are SQLite's own: they run on ei
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from storyflow.adapters.db.connection import DatabaseBusy, SqliteConnection
+from storyflow.domain.statuses import Status
+from tests.run_support import configure, epic_with, scenario
+from tests.support import Workspace
 
 HOLDER = """
 import fcntl, sys
@@ -147,3 +152,26 @@ def test_the_turn_is_let_go_after_each_transaction(tmp_path: Path) -> None:
     with open(f"{conn.path}-lock") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if still held
     conn.close()
+
+
+def test_a_worker_outlives_a_write_turn_held_past_the_busy_timeout(tmp_path: Path) -> None:
+    """A worker whose claim waited out the busy timeout (another process held the write
+    turn for longer) is refused DATABASE_BUSY, nothing written: it says so and tries again,
+    and the stories are driven to rest once the turn is let go."""
+    ws = Workspace.create(tmp_path / "ws", None)  # SQLite's own, on either suite
+    try:
+        scenario(ws, {})
+        configure(ws, {"scenario": "scenario.yaml"})
+        stories = epic_with(ws.ctx(), 2)
+        ws.close()
+        with turn_held_elsewhere(ws.root / ".storyflow" / "storyflow.db"):
+            worker = ws.spawn("worker", "--epic", "FLOW", "--until-idle", "--json")
+            time.sleep(17)  # its first claim waits 15 s for the turn, then is refused
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert "the database is busy" in err and "trying again" in err, err
+        assert json.loads(out)["stories"], out
+        ctx = ws.ctx()
+        assert all(ctx.story(story).status is Status.COMPLETED for story in stories)
+    finally:
+        ws.close()

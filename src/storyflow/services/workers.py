@@ -218,17 +218,20 @@ def _work(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> N
             if _turn(ctx, env, epic=epic, until_idle=until_idle):
                 return
         except StoryflowError as error:
-            if error.code != CONNECTION_LOST:
+            if error.code not in PASSING:
                 raise
             # The database server restarted (or a failover, a network cut) in the middle of
             # a transaction: the next statement connects again (or, after a minute without
-            # a server, raises DATABASE_UNREACHABLE), and this worker goes on.
-            env.observer.on_warning(f"{env.worker}: {error.message}; connecting again")
+            # a server, raises DATABASE_UNREACHABLE). Or SQLite's write lock was held longer
+            # than the busy timeout. Nothing was written: this worker says so and goes on.
+            env.observer.on_warning(f"{env.worker}: {error.message}; {PASSING[error.code]}")
             env.sleep(env.settings.poll_seconds)
 
 
 # A transaction's connection broke (adapters/db/connection.py ConnectionLost).
 CONNECTION_LOST = "DATABASE_CONNECTION_LOST"
+# What a worker outlives, and what it says it does then.
+PASSING = {CONNECTION_LOST: "connecting again", "DATABASE_BUSY": "trying again"}
 
 
 def _turn(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> bool:
