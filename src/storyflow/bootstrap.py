@@ -233,6 +233,10 @@ def open_context(
 
     tracer = JsonlTracer(config.state_dir)
     store.event_sink = tracer.record
+    if clock is utc_now and store.dialect == "postgresql":
+        from storyflow.adapters.db.connection import database_clock
+
+        clock = database_clock(store.conn)
     ctx = Context(
         config=config,
         store=store,
@@ -243,7 +247,20 @@ def open_context(
     tracer.warn = ctx.warn  # best effort: written after the commit, the rows are the record
     if store.created and not new_database_ok:
         ctx.warn(NEW_DATABASE.format(where=_redact(config.effective_database_url)))
+    offset = store.conn.clock_offset
+    if abs(offset) >= CLOCK_WARNING_SECONDS:
+        where = "behind" if offset > 0 else "ahead of"
+        ctx.warn(
+            f"this machine's clock is {abs(offset):,.0f} s {where} "
+            "the database server's: storyflow times leases and stamps changes by the server's "
+            "clock; set up time synchronisation (NTP) on this machine"
+        )
     return ctx
+
+
+# A machine whose clock is this far off the database server's is told so (it is corrected
+# from CLOCK_TOLERANCE_SECONDS on: adapters/db/connection.py database_clock).
+CLOCK_WARNING_SECONDS = 5.0
 
 
 def init_workspace(

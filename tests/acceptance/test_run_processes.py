@@ -43,6 +43,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _two(pid: int) -> list[int] | None:
+    """Both worker processes of ``pid`` (the second may start a moment after the first)."""
+    found = sorted(_children(pid))
+    return found if len(found) == 2 else None
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -70,7 +76,7 @@ def test_the_workers_are_processes_of_their_own(workspace: Workspace) -> None:
     configure(workspace, {"scenario": "scenario.yaml"})
     stories = epic_with(workspace.ctx(), 4)
     run = workspace.spawn("run", "--epic", "FLOW", "--workers", "2", "--json")
-    children = _until(lambda: _children(run.pid), "two worker processes")
+    children = _until(lambda: _two(run.pid), "two worker processes")
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     summary = json.loads(out)
@@ -190,12 +196,7 @@ def test_a_worker_commands_processes_are_started_again_until_they_keep_dying(
     configure(workspace, {"scenario": "scenario.yaml"})
     stories = epic_with(workspace.ctx(), 3)
     command = workspace.spawn("worker", "--epic", "FLOW", "--concurrency", "2", "--json")
-
-    def two() -> list[int] | None:
-        found = sorted(_children(command.pid))
-        return found if len(found) == 2 else None
-
-    survivor, doomed = _until(two, "two worker processes")
+    survivor, doomed = _until(lambda: _two(command.pid), "two worker processes")
     killed = []
     for _ in range(3):
         os.kill(doomed, signal.SIGKILL)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -49,11 +50,19 @@ class ConnectionLost(StoryflowError):
 
 # How long a lost PostgreSQL connection is tried again (a server restart takes seconds).
 RECONNECT_SECONDS = 60.0
+# Leases are timed by the clock: on PostgreSQL, workers on many machines share them, so a
+# machine whose clock is this far (or farther) off the server's times by the server's.
+CLOCK_TOLERANCE_SECONDS = 1.0
 
 
 class Connection(Protocol):
     dialect: str
     url: str  # what Alembic opens: a SQLite file's absolute URL, whatever the process's cwd
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the database server's clock is ahead of this machine's."""
+        ...
 
     def execute(self, sql: str, params: Params = None) -> int: ...
 
@@ -106,6 +115,7 @@ def _dict_rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[Row]
 
 class SqliteConnection:
     dialect = "sqlite"
+    clock_offset = 0.0  # the database is on this machine
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 15_000) -> None:
         if not path.parent.parent.is_dir():  # a mistyped URL, not a fresh clone's .storyflow/
@@ -399,6 +409,8 @@ class PostgresConnection:
             ) from exc
         except psycopg.Error as exc:  # what libpq refused in the URL itself
             raise invalid_url(url, _first_line(exc)) from exc
+        self.clock_offset = 0.0
+        self._measure_clock()
         self._depth = 0
         self._begin_pending = False  # a transaction started, its BEGIN not sent yet
         self._open = False  # BEGIN sent, COMMIT not yet
@@ -455,6 +467,7 @@ class PostgresConnection:
         while True:
             try:
                 self._conn = self._connect()
+                self._measure_clock()  # a failover may have brought another server's clock
                 return
             except self._psycopg.OperationalError as exc:
                 if time.monotonic() + pause > deadline:
@@ -466,6 +479,14 @@ class PostgresConnection:
                     ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+    def _measure_clock(self) -> None:
+        """How far the server's clock is ahead of this machine's, halfway through a round
+        trip that asks it."""
+        before = time.time()
+        row = self._conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
+        server = float(row.fetchone()["t"])
+        self.clock_offset = server - (before + time.time()) / 2
 
     def _execute(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
         errors = self._psycopg.errors
@@ -614,6 +635,21 @@ class PostgresConnection:
         self._conn.close()
 
 
+def database_clock(conn: Connection) -> Callable[[], datetime]:
+    """The time to stamp and time leases by: this machine's, or, when its clock is off the
+    database server's by CLOCK_TOLERANCE_SECONDS or more, the server's (measured when the
+    connection is made). Workers on machines whose clocks disagree by more than a lease's
+    slack would otherwise take over each other's live leases, or keep dead ones."""
+
+    def now() -> datetime:
+        offset = conn.clock_offset
+        if abs(offset) < CLOCK_TOLERANCE_SECONDS:
+            offset = 0.0
+        return datetime.fromtimestamp(time.time() + offset, UTC)
+
+    return now
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -659,6 +695,10 @@ class BatchingConnection:
         self.dialect = inner.dialect
         self.url = inner.url
         self._pending: list[tuple[str, Params, Check | None]] | None = None
+
+    @property
+    def clock_offset(self) -> float:
+        return self.inner.clock_offset
 
     def execute(
         self, sql: str, params: Params = None, *, defer: bool = False, check: Check | None = None

@@ -207,7 +207,7 @@ def _pool(
 ) -> RunSummary:
     """The workers: one in this process, or more in processes of their own (with fast
     agents the work is CPU-bound, and threads of one process share one interpreter)."""
-    from storyflow.bootstrap import open_context, utc_now
+    from storyflow.bootstrap import open_context
     from storyflow.errors import UsageError
     from storyflow.services.run_report import SerialObserver
     from storyflow.services.run_summary import build_summary
@@ -228,7 +228,7 @@ def _pool(
         story_ids = [s.id for s in ctx.store.list_stories(epic=epic)] if epic else []
         board = _board(config, ctx, epic)
         env = _env(config, SerialObserver(board) if board else _observer(False))
-        started = utc_now()
+        started = ctx.now()  # the runs' own clock (the database server's, when it is off)
         with _signals(env), board or nullcontext():
             if count > 1:
                 from storyflow.worker_processes import run_processes
@@ -251,7 +251,7 @@ def _pool(
             run_ids,
             epic=epic,
             started_at=started,
-            finished_at=utc_now(),
+            finished_at=ctx.now(),
             workers=count,
             interrupted=env.stop.is_set(),
             story_ids=touched,
