@@ -35,14 +35,11 @@ def pg_url(database_url: str | None) -> Iterator[str]:
 
 
 def _terminate(url: str, pid: int) -> None:
+    """End the session ``pid`` and wait (up to 10 s) until it has ended: its FATAL then waits
+    for the client's next read."""
     with psycopg.connect(url, autocommit=True) as admin:
-        ended = admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+        ended = admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone()
         assert ended == (True,)
-        # until the server has ended it: its FATAL then waits for the client's next read
-        admin.execute(
-            "DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = "
-            f"{pid}) LOOP PERFORM pg_sleep(0.01); END LOOP; END $$"
-        )
 
 
 def _backend(conn: PostgresConnection) -> int:

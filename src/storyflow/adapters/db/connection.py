@@ -442,13 +442,8 @@ class PostgresConnection:
             self._reconnect()
             if batch[0][0] == "BEGIN":
                 self._open = batch[-1][0] != "COMMIT"
-            try:
+            with self._lost_here():  # once only: lost again, it is lost
                 cursors = self._execute(batch)
-            except self._psycopg.OperationalError as again:
-                if not self._conn.closed:
-                    raise
-                self._open = False
-                raise _lost(again) from again
         begun = 1 if batch[0][0] == "BEGIN" else 0
         return cursors[begun : begun + len(statements)]
 
