@@ -63,7 +63,11 @@ NEW_DATABASE = (
 
 
 def open_store(config: Config) -> Store:
-    conn = connect(config.effective_database_url, config.root)
+    conn = connect(
+        config.effective_database_url,
+        config.root,
+        reconnect_seconds=config.database_reconnect_seconds,
+    )
     try:
         created = ensure_schema(conn, conn.url, config.state_dir)
     except BaseException:

@@ -85,6 +85,7 @@ class Config:
     enforcement: Enforcement = Enforcement.ADVISORY
     require_approval: bool = False
     max_file_bytes: int = 1_048_576
+    database_reconnect_seconds: float = 60.0  # a lost PostgreSQL connection, tried again
     actor: str | None = None
     budgets: dict[BudgetPhase, PhaseBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     models: dict[str, ModelPrice] = field(default_factory=lambda: dict(DEFAULT_MODELS))
@@ -154,6 +155,15 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _seconds_up_to_a_day(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds")
+    number = float(value)
+    if not 0 <= number <= 86_400:  # a NaN fails this too
+        raise ValueError("must be between 0 and 86400 seconds")
+    return number
+
+
 def _timezone(value: Any) -> str:
     return validate_timezone(str(value))
 
@@ -178,6 +188,11 @@ SCALARS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "defaults.enforcement": ("enforcement", "STORYFLOW_ENFORCEMENT", Enforcement),
     "defaults.require_approval": ("require_approval", "STORYFLOW_REQUIRE_APPROVAL", _bool),
     "limits.max_file_bytes": ("max_file_bytes", "STORYFLOW_MAX_FILE_BYTES", _positive_int),
+    "limits.database_reconnect_seconds": (
+        "database_reconnect_seconds",
+        "STORYFLOW_DATABASE_RECONNECT_SECONDS",
+        _seconds_up_to_a_day,
+    ),
 }
 SECTIONS = {
     "version",
@@ -555,6 +570,7 @@ defaults:
   require_approval: false     # PM/UX approval of elaborations before ready-to-work
 limits:
   max_file_bytes: 1048576
+  database_reconnect_seconds: 60  # how long a lost PostgreSQL connection is tried again
 # budgets:                    # per phase: estimate / warning / hard (tokens)
 #   implementation: {{estimate: 50000, warning: 200000, hard: 500000}}
 # models:                     # USD per million tokens (also in models.yaml beside this file)

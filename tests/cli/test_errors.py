@@ -482,6 +482,14 @@ CONFIG_CASES: dict[str, tuple[tuple[str, str], str]] = {
         "limits.max_file_bytes",
     ),
     "zero file limit": (("max_file_bytes: 1048576", "max_file_bytes: 0"), "limits.max_file_bytes"),
+    "negative reconnect time": (
+        ("database_reconnect_seconds: 60", "database_reconnect_seconds: -5"),
+        "limits.database_reconnect_seconds",
+    ),
+    "NaN reconnect time": (
+        ("database_reconnect_seconds: 60", "database_reconnect_seconds: .nan"),
+        "limits.database_reconnect_seconds",
+    ),
     "future version": (("version: 1\n", "version: 2\n"), "version"),
     "defaults not a mapping": (("defaults:\n", "defaults: [1, 2]\nold_defaults:\n"), "defaults"),
     "unknown budget phase": (

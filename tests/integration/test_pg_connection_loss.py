@@ -7,6 +7,7 @@ both, each phase succeeding once. PostgreSQL's own: these run in the PostgreSQL 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from storyflow.adapters.db.connection import ConnectionLost, PostgresConnection
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import Status
 from tests.run_support import configure, epic_with, runs_of, scenario
-from tests.support import Workspace
+from tests.support import Workspace, storyflow_command
 
 
 @pytest.fixture
@@ -148,4 +149,56 @@ def test_workers_go_on_when_the_server_ends_their_connections(
             a.version for a in ctx.store.list_artifacts(story) if a.kind is ArtifactKind.PROOF
         ]
         assert proofs == [1], (story, proofs)
+    assert workspace.run("check").code == 0
+
+
+def test_workers_that_cannot_connect_again_end_the_run_with_the_reason(
+    workspace: Workspace, pg_url: str
+) -> None:
+    """The database stops taking connections while worker processes run: each tries for
+    limits.database_reconnect_seconds, then fails; the run ends (exit 2) with the worker's
+    own error, not a traceback. Once the database is back, a new run finishes the stories
+    their leases held, each phase succeeding once."""
+    scenario(workspace, {"defaults": {"delay": 0.3}})
+    configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
+    stories = epic_with(workspace.ctx(), 3)
+    workspace.close()
+    env = {**workspace.env, "STORYFLOW_DATABASE_RECONNECT_SECONDS": "1"}
+    run = subprocess.Popen(
+        [*storyflow_command(), "run", "--epic", "FLOW", "--workers", "2"],
+        cwd=workspace.root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    server, _, name = pg_url.rpartition("/")
+    with psycopg.connect(pg_url, autocommit=True) as watch:
+        deadline = time.monotonic() + 60
+        while not watch.execute("SELECT 1 FROM runs WHERE status = 'running'").fetchone():
+            assert time.monotonic() < deadline, "no phase started"
+            time.sleep(0.05)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            _, err = run.communicate(timeout=120)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert run.returncode == 2, err
+    assert "error[DATABASE_UNREACHABLE]" in err, err
+    assert "could not connect again within 1 s" in err, err
+    assert "Traceback" not in err, err
+    assert "refused" not in err, err  # the database's absence is no fault of a story
+
+    again = workspace.run("run", "--epic", "FLOW", "--workers", "2", timeout=120)
+    assert again.code == 0, again
+    ctx = workspace.ctx()
+    for story in stories:
+        assert ctx.story(story).status is Status.COMPLETED
+        succeeded = [r["phase"] for r in runs_of(ctx, story) if r["status"] == "succeeded"]
+        assert len(succeeded) == len(set(succeeded)), (story, succeeded)
     assert workspace.run("check").code == 0

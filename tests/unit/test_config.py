@@ -109,6 +109,15 @@ SETTINGS: list[tuple[str, str, str, Any, tuple[Any, Any], tuple[str, Any], tuple
         ("3000", 3_000),
         (4_000, 4_000),
     ),
+    (
+        "limits.database_reconnect_seconds",
+        "database_reconnect_seconds",
+        "STORYFLOW_DATABASE_RECONNECT_SECONDS",
+        60.0,
+        (300, 300.0),
+        ("0", 0.0),
+        ("2.5", 2.5),
+    ),
 ]
 
 

@@ -190,7 +190,7 @@ def run_story(
     try:
         return run_phase(ctx, env, story_id, named=phase, force=force)
     except StoryflowError as error:
-        lost = error.code == CONNECTION_LOST  # the lease expires: see _turn
+        lost = error.code in DATABASE_GONE  # the lease expires: see _turn
         raise
     finally:
         if not lost:
@@ -232,6 +232,8 @@ def _work(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> N
 CONNECTION_LOST = "DATABASE_CONNECTION_LOST"
 # What a worker outlives, and what it says it does then.
 PASSING = {CONNECTION_LOST: "connecting again", "DATABASE_BUSY": "trying again"}
+# The database went away under a phase (lost mid-transaction, or not back in time).
+DATABASE_GONE = frozenset({CONNECTION_LOST, "DATABASE_UNREACHABLE"})
 
 
 def _turn(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> bool:
@@ -243,9 +245,10 @@ def _turn(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> b
         try:
             run_phase(ctx, env, claimed.story_id)
         except StoryflowError as error:
-            if error.code == CONNECTION_LOST:
+            if error.code in DATABASE_GONE:
                 # What the phase committed last is not known: its lease stays, and expires,
                 # and the story is taken over (by any worker) as a dead worker's would be.
+                # Not the story's fault: no refusal, and the worker decides (_work).
                 lost = True
                 raise
             # A phase refused before it started (e.g. a bad merge broke the story file):

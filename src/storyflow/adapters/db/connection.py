@@ -48,7 +48,8 @@ class ConnectionLost(StoryflowError):
     default_code = "DATABASE_CONNECTION_LOST"
 
 
-# How long a lost PostgreSQL connection is tried again (a server restart takes seconds).
+# How long a lost PostgreSQL connection is tried again (a server restart takes seconds), unless
+# limits.database_reconnect_seconds says otherwise.
 RECONNECT_SECONDS = 60.0
 # Leases are timed by the clock: on PostgreSQL, workers on many machines share them, so a
 # machine whose clock is this far (or farther) off the server's times by the server's.
@@ -387,7 +388,7 @@ def to_pyformat(sql: str) -> str:
 class PostgresConnection:
     dialect = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reconnect_seconds: float = RECONNECT_SECONDS) -> None:
         try:
             import psycopg
         except ImportError as exc:
@@ -398,6 +399,7 @@ class PostgresConnection:
             ) from exc
         self._psycopg = psycopg
         self.url = url
+        self.reconnect_seconds = reconnect_seconds
         self._conninfo = _check_postgres_url(url)
         try:
             self._conn = self._connect()
@@ -453,11 +455,11 @@ class PostgresConnection:
         return self._psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
 
     def _reconnect(self) -> None:
-        """A new connection for one that broke, tried for up to RECONNECT_SECONDS (a
+        """A new connection for one that broke, tried for up to ``reconnect_seconds`` (a
         restarting server refuses connections for a while)."""
         with suppress(Exception):  # closing a broken connection: nothing left to save
             self._conn.close()
-        deadline = time.monotonic() + RECONNECT_SECONDS
+        deadline = time.monotonic() + self.reconnect_seconds
         pause = 0.1
         while True:
             try:
@@ -468,9 +470,10 @@ class PostgresConnection:
                 if time.monotonic() + pause > deadline:
                     raise UsageError(
                         "lost the connection to PostgreSQL and could not connect again "
-                        f"within {RECONNECT_SECONDS:g} s: {_first_line(exc)}",
+                        f"within {self.reconnect_seconds:g} s: {_first_line(exc)}",
                         code="DATABASE_UNREACHABLE",
-                        hint="check that the server is running, then run the command again",
+                        hint="check that the server is running, then run the command again "
+                        "(limits.database_reconnect_seconds says how long to keep trying)",
                     ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
@@ -900,12 +903,12 @@ def sqlite_url(path: Path) -> str:
     return "sqlite:///" + quote(str(path), safe="/")
 
 
-def connect(url: str, base: Path) -> Connection:
+def connect(url: str, base: Path, *, reconnect_seconds: float = RECONNECT_SECONDS) -> Connection:
     path = sqlite_path(url, base)
     if path is not None:
         return SqliteConnection(path)
     if re.match(r"^postgres(ql)?(\+\w+)?://", url):
-        return PostgresConnection(url)
+        return PostgresConnection(url, reconnect_seconds=reconnect_seconds)
     raise UsageError(
         f"unsupported database URL {url!r}",
         code="USAGE",
