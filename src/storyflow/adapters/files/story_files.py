@@ -57,7 +57,6 @@ _KNOWN: dict[Path, tuple[int, int]] = {}
 # it (on SQLite every other writer waits for it to end) find the parse here.
 _PARSED: dict[Path, tuple[str, ParsedStory]] = {}
 _PARSED_MAX = 512
-_PATHS_MAX = 4096
 # Lock folders this process found writable (checked once, before its first commit).
 _LOCKS_WRITABLE: set[Path] = set()
 
@@ -141,8 +140,6 @@ class StoryFiles(WorkspaceReader):
         self.root = root
         self.max_bytes = max_bytes
         self._root_real: str | None = None  # the root with its symlinks resolved
-        # epic roots and story folders by (epic root, stage, story id): pure functions of those
-        self._paths: dict[str | tuple[str, str, str], Path] = {}
 
     def pending(self) -> PendingWrites:
         return PendingWrites()
@@ -153,16 +150,7 @@ class StoryFiles(WorkspaceReader):
         return LAYOUTS[epic.layout]
 
     def epic_root(self, epic: Epic) -> Path:
-        found = self._paths.get(epic.root)
-        if found is None:
-            found = self._remember_path(epic.root, self.root / epic.root)
-        return found
-
-    def _remember_path(self, key: str | tuple[str, str, str], path: Path) -> Path:
-        if len(self._paths) >= _PATHS_MAX:
-            self._paths.clear()
-        self._paths[key] = path
-        return path
+        return self.root / epic.root
 
     def write_epic_file(self, pending: PendingWritesPort, epic: Epic) -> Path:
         """Stage ``<root>/<PREFIX>.epic.yaml``: storyflow sync rebuilds the epic from it."""
@@ -173,15 +161,10 @@ class StoryFiles(WorkspaceReader):
         return path
 
     def expected_dir(self, epic: Epic, story: Story) -> Path:
-        """Where the story's folder belongs (a path computed once per stage: a phase run
-        asks a dozen times, and joining paths is most of what this costs)."""
-        stage = stage_for(story.status, story.blocked_from) if self.layout(epic).staged else ""
-        key = (epic.root, stage, story.id)
-        found = self._paths.get(key)
-        if found is None:
-            base = self.epic_root(epic)
-            found = self._remember_path(key, base / stage / story.id if stage else base / story.id)
-        return found
+        base = self.epic_root(epic)
+        if self.layout(epic).staged:
+            return base / stage_for(story.status, story.blocked_from) / story.id
+        return base / story.id
 
     def candidates(self, epic: Epic, story_id: str) -> list[Path]:
         base = self.epic_root(epic)
