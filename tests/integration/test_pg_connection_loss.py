@@ -202,3 +202,19 @@ def test_workers_that_cannot_connect_again_end_the_run_with_the_reason(
         succeeded = [r["phase"] for r in runs_of(ctx, story) if r["status"] == "succeeded"]
         assert len(succeeded) == len(set(succeeded)), (story, succeeded)
     assert workspace.run("check").code == 0
+
+
+def test_a_long_lived_connection_measures_the_servers_clock_again(pg_url: str) -> None:
+    """A worker's connection lives for days and a badly kept clock drifts: the offset to
+    the server's clock is measured again every CLOCK_CHECK_SECONDS, between transactions."""
+    conn = PostgresConnection(pg_url)
+    try:
+        assert abs(conn.clock_offset) < 1  # the server runs on this machine
+        conn.clock_offset = 120.0  # as if this clock had drifted two minutes behind since
+        conn.fetchone("SELECT 1 AS one")
+        assert conn.clock_offset == 120.0  # not due yet
+        conn._clock_due = 0.0  # due
+        conn.fetchone("SELECT 1 AS one")
+        assert abs(conn.clock_offset) < 1
+    finally:
+        conn.close()

@@ -54,6 +54,8 @@ RECONNECT_SECONDS = 60.0
 # Leases are timed by the clock: on PostgreSQL, workers on many machines share them, so a
 # machine whose clock is this far (or farther) off the server's times by the server's.
 CLOCK_TOLERANCE_SECONDS = 1.0
+# How often a long-lived connection measures the server's clock again (a clock drifts).
+CLOCK_CHECK_SECONDS = 600.0
 
 
 class Connection(Protocol):
@@ -424,6 +426,8 @@ class PostgresConnection:
         batch = [(to_pyformat(sql), params or {}) for sql, params in statements]
         if self._conn.closed and not self._open:  # lost between transactions: nothing lost
             self._reconnect()
+        elif not self._depth and time.monotonic() >= self._clock_due:
+            self._measure_clock()  # a worker's connection lives for days
         if self._begin_pending:
             batch.insert(0, ("BEGIN", {}))
             self._begin_pending = False
@@ -485,6 +489,7 @@ class PostgresConnection:
         row = self._conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
         server = float(row.fetchone()["t"])
         self.clock_offset = server - (before + time.time()) / 2
+        self._clock_due = time.monotonic() + CLOCK_CHECK_SECONDS
 
     def _execute(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
         errors = self._psycopg.errors
