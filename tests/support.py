@@ -101,13 +101,16 @@ class Workspace:
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
-    def spawn(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    def spawn(
+        self, *args: str, extra_env: dict[str, str] | None = None, **popen: Any
+    ) -> subprocess.Popen[str]:
         """The storyflow executable started in the workspace, not waited for (output piped
-        unless ``popen`` says otherwise)."""
+        unless ``popen`` says otherwise; ``extra_env`` added to its environment)."""
         options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         options.update(popen)
+        env = {**self.env, **(extra_env or {})}
         return subprocess.Popen(
-            [*storyflow_command(), *args], cwd=self.root, env=self.env, text=True, **options
+            [*storyflow_command(), *args], cwd=self.root, env=env, text=True, **options
         )
 
     def cli(self, *args: str) -> Result:

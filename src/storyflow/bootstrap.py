@@ -215,6 +215,11 @@ def keep_state_out_of_git(state: Path) -> None:
         write_atomic(ignore, STATE_IGNORE)
 
 
+# A machine whose clock is this far off the database server's is told so (it is corrected
+# from CLOCK_TOLERANCE_SECONDS on: adapters/db/connection.py database_clock).
+CLOCK_WARNING_SECONDS = 5.0
+
+
 def open_context(
     config: Config,
     *,
@@ -260,11 +265,6 @@ def open_context(
             "clock; set up time synchronisation (NTP) on this machine"
         )
     return ctx
-
-
-# A machine whose clock is this far off the database server's is told so (it is corrected
-# from CLOCK_TOLERANCE_SECONDS on: adapters/db/connection.py database_clock).
-CLOCK_WARNING_SECONDS = 5.0
 
 
 def init_workspace(

@@ -155,12 +155,13 @@ def _positive_int(value: Any) -> int:
     return number
 
 
-def _seconds_up_to_a_day(value: Any) -> float:
+def seconds(value: Any) -> float:
+    """A number of seconds, from 0 to a week (a NaN fails the range too)."""
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
     number = float(value)
-    if not 0 <= number <= 86_400:  # a NaN fails this too
-        raise ValueError("must be between 0 and 86400 seconds")
+    if not 0 <= number <= 7 * 86_400:
+        raise ValueError("must be between 0 and 604800 seconds")
     return number
 
 
@@ -191,7 +192,7 @@ SCALARS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "limits.database_reconnect_seconds": (
         "database_reconnect_seconds",
         "STORYFLOW_DATABASE_RECONNECT_SECONDS",
-        _seconds_up_to_a_day,
+        seconds,
     ),
 }
 SECTIONS = {

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storyflow.config import config_error as _bad
+from storyflow.config import seconds as _seconds
 from storyflow.config import unknown_key
 
 AGENT_TYPES = ("scripted", "command", "anthropic", "openai")
@@ -124,15 +125,6 @@ class RunSettings:
 
     def timeout_of(self, agent: AgentSpec) -> float:
         return agent.timeout if agent.timeout is not None else self.agent_timeout
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a number of seconds")
-    number = float(value)
-    if not 0 <= number <= 7 * 86_400:
-        raise ValueError("must be between 0 and 604800 seconds")
-    return number
 
 
 def _positive_seconds(value: Any) -> float:

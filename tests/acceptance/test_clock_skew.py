@@ -13,26 +13,16 @@ import pytest
 
 from storyflow.domain.statuses import Status
 from tests.run_support import FAKES, configure, epic_with, runs_of, scenario
-from tests.support import Workspace, storyflow_command
+from tests.support import Workspace
 
 SKEW_SECONDS = 60
 
 
 def _skewed(ws: Workspace, *args: str) -> subprocess.Popen[str]:
     """``storyflow ARGS`` as run on a machine whose clock is SKEW_SECONDS ahead."""
-    env = {
-        **ws.env,
-        "PYTHONPATH": str(FAKES / "skewed_clock"),
-        "STORYFLOW_TEST_CLOCK_SKEW": str(SKEW_SECONDS),
-    }
-    return subprocess.Popen(
-        [*storyflow_command(), *args],
-        cwd=ws.root,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    clock = FAKES / "skewed_clock"
+    skew = {"PYTHONPATH": str(clock), "STORYFLOW_TEST_CLOCK_SKEW": str(SKEW_SECONDS)}
+    return ws.spawn(*args, extra_env=skew)
 
 
 def test_a_worker_whose_clock_runs_ahead_leaves_a_live_lease_alone(workspace: Workspace) -> None:

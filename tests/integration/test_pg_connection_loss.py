@@ -7,7 +7,6 @@ both, each phase succeeding once. PostgreSQL's own: these run in the PostgreSQL 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from storyflow.adapters.db.connection import ConnectionLost, PostgresConnection
 from storyflow.domain.artifacts import ArtifactKind
 from storyflow.domain.statuses import Status
 from tests.run_support import configure, epic_with, runs_of, scenario
-from tests.support import Workspace, storyflow_command
+from tests.support import Workspace
 
 
 @pytest.fixture
@@ -163,14 +162,13 @@ def test_workers_that_cannot_connect_again_end_the_run_with_the_reason(
     configure(workspace, {"scenario": "scenario.yaml", "lease_seconds": 1.5})
     stories = epic_with(workspace.ctx(), 3)
     workspace.close()
-    env = {**workspace.env, "STORYFLOW_DATABASE_RECONNECT_SECONDS": "1"}
-    run = subprocess.Popen(
-        [*storyflow_command(), "run", "--epic", "FLOW", "--workers", "2"],
-        cwd=workspace.root,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    run = workspace.spawn(
+        "run",
+        "--epic",
+        "FLOW",
+        "--workers",
+        "2",
+        extra_env={"STORYFLOW_DATABASE_RECONNECT_SECONDS": "1"},
     )
     server, _, name = pg_url.rpartition("/")
     with psycopg.connect(pg_url, autocommit=True) as watch:
@@ -215,6 +213,13 @@ def test_a_long_lived_connection_measures_the_servers_clock_again(pg_url: str) -
         assert conn.clock_offset == 120.0  # not due yet
         conn._clock_due = 0.0  # due
         conn.fetchone("SELECT 1 AS one")
+        assert abs(conn.clock_offset) < 1
+
+        conn.clock_offset, conn._clock_due = 120.0, 0.0  # due, on a connection ended since
+        first = _backend(conn)
+        _terminate(pg_url, first)
+        conn.clock_offset, conn._clock_due = 120.0, 0.0
+        assert _backend(conn) != first  # connected again, not an internal error
         assert abs(conn.clock_offset) < 1
     finally:
         conn.close()

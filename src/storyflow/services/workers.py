@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from storyflow.domain.model import parse_story_id
@@ -186,14 +187,23 @@ def run_story(
     parse_story_id(story_id)
     ctx.story(story_id)  # not found: exit 6 before any lease
     acquire_story(ctx, env, story_id, wait=wait)
-    lost = False
-    try:
+    with _released(ctx, env, story_id):
         return run_phase(ctx, env, story_id, named=phase, force=force)
+
+
+@contextmanager
+def _released(ctx: Context, env: RunEnv, story_id: str) -> Iterator[None]:
+    """The story's lease, released after the block -- unless the database went away under
+    it (DATABASE_GONE): what the phase committed last is not known, so the lease stays and
+    expires, and the story is taken over (by any worker) as a dead worker's would be."""
+    gone = False
+    try:
+        yield
     except StoryflowError as error:
-        lost = error.code in DATABASE_GONE  # the lease expires: see _turn
+        gone = error.code in DATABASE_GONE
         raise
     finally:
-        if not lost:
+        if not gone:
             release(ctx, env, story_id)
 
 
@@ -223,7 +233,7 @@ def _work(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> N
             # The database server restarted (or a failover, a network cut) in the middle of
             # a transaction: the next statement connects again (or, after a minute without
             # a server, raises DATABASE_UNREACHABLE). Or SQLite's write lock was held longer
-            # than the busy timeout. Nothing was written: this worker says so and goes on.
+            # than the busy timeout. Nothing is half-written: this worker says so, goes on.
             env.observer.on_warning(f"{env.worker}: {error.message}; {PASSING[error.code]}")
             env.sleep(env.settings.poll_seconds)
 
@@ -241,23 +251,17 @@ def _turn(ctx: Context, env: RunEnv, *, epic: str | None, until_idle: bool) -> b
     told to stop then."""
     claimed = claim_next(ctx, env, epic=epic)
     if isinstance(claimed, Claimed):
-        lost = False
         try:
-            run_phase(ctx, env, claimed.story_id)
+            with _released(ctx, env, claimed.story_id):
+                run_phase(ctx, env, claimed.story_id)
         except StoryflowError as error:
             if error.code in DATABASE_GONE:
-                # What the phase committed last is not known: its lease stays, and expires,
-                # and the story is taken over (by any worker) as a dead worker's would be.
-                # Not the story's fault: no refusal, and the worker decides (_work).
-                lost = True
-                raise
+                raise  # not the story's fault: no refusal, and _work decides
             # A phase refused before it started (e.g. a bad merge broke the story file):
             # the story stays as it is, and this run leaves it alone for a while
             # instead of claiming it again at once, forever.
             _refused(env, claimed.story_id, epic, error)
         finally:
-            if not lost:
-                release(ctx, env, claimed.story_id)
             _pass_on_warnings(ctx, env)
         return False
     if recover_expired(ctx, env, epic=epic):

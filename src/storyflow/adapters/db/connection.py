@@ -403,8 +403,10 @@ class PostgresConnection:
         self.url = url
         self.reconnect_seconds = reconnect_seconds
         self._conninfo = _check_postgres_url(url)
+        self.clock_offset = 0.0
         try:
             self._conn = self._connect()
+            self._measure_clock()
         except psycopg.OperationalError as exc:
             raise UsageError(
                 f"cannot connect to PostgreSQL: {_first_line(exc)}",
@@ -413,8 +415,6 @@ class PostgresConnection:
             ) from exc
         except psycopg.Error as exc:  # what libpq refused in the URL itself
             raise invalid_url(url, _first_line(exc)) from exc
-        self.clock_offset = 0.0
-        self._measure_clock()
         self._depth = 0
         self._begin_pending = False  # a transaction started, its BEGIN not sent yet
         self._open = False  # BEGIN sent, COMMIT not yet
@@ -427,7 +427,12 @@ class PostgresConnection:
         if self._conn.closed and not self._open:  # lost between transactions: nothing lost
             self._reconnect()
         elif not self._depth and time.monotonic() >= self._clock_due:
-            self._measure_clock()  # a worker's connection lives for days
+            try:
+                self._measure_clock()  # a worker's connection lives for days
+            except self._psycopg.OperationalError:
+                if not self._conn.closed:
+                    raise
+                self._reconnect()  # lost while idle: nothing lost (and measured anew)
         if self._begin_pending:
             batch.insert(0, ("BEGIN", {}))
             self._begin_pending = False

@@ -282,12 +282,7 @@ def worker(
     """
     config = _config()
     summary = _pool(
-        config,
-        actor,
-        epic=epic,
-        workers=concurrency,
-        until_idle=until_idle,
-        flag="--concurrency",
+        config, actor, epic=epic, workers=concurrency, until_idle=until_idle, flag="--concurrency"
     )
     if as_json:
         emit_json(summary.to_json())
